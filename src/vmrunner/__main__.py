@@ -1,0 +1,3 @@
+from vmrunner.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""The exceptions vmrunner raises.
+
+Two kinds of failure are never confused:
+
+* The *system under test* failed (a command exited 1, a unit failed, a boot timed
+  out). That is not an exception: it is a result (``CommandResult``, a step or
+  phase status), recorded, reported and learned from.
+* The *harness* failed (QEMU did not start, the guest channel broke, an image is
+  missing or corrupt, the database is gone). That is an exception from the tree
+  below, carrying what is needed to diagnose it (argv, exit status, log tail).
+
+Exception tree::
+
+    VmrunnerError
+    ├── ConfigError               bad settings or command-line input
+    ├── UserInputError            bad input from the user (a file, an expression)
+    │   └── (workflow/expression errors subclass this, with file/line/col)
+    ├── ToolMissingError          a required host tool is not installed
+    ├── AccelError                the requested acceleration is not available
+    │   └── KvmUnavailableError   --accel kvm asked for, but KVM is not functional
+    ├── ImageError                an image or kernel is missing, corrupt or failed to build
+    │   └── ImageBuildError       the build command failed (argv, status, log tail)
+    ├── VmError                   a VM failed to start, answer, or stop
+    │   ├── VmStartError          the VMM exited or never connected (argv, status, console tail)
+    │   ├── VmStateError          an operation was asked for in the wrong machine state
+    │   └── ChannelError          the guest channel broke or spoke nonsense
+    │       └── ProtocolError     a malformed or unexpected frame
+    └── StoreError                the database failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class VmrunnerError(Exception):
+    """Base of every error vmrunner raises on purpose."""
+
+
+class ConfigError(VmrunnerError):
+    """Settings or command-line input that cannot be used."""
+
+
+class UserInputError(VmrunnerError):
+    """Input from the user (a file, an expression) that is not valid."""
+
+
+class ToolMissingError(VmrunnerError):
+    """A host tool vmrunner needs is not installed."""
+
+    def __init__(self, tool: str, hint: str = "") -> None:
+        self.tool = tool
+        self.hint = hint
+        msg = f"required tool not found: {tool}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+
+
+class AccelError(VmrunnerError):
+    """The requested acceleration is not available."""
+
+
+class KvmUnavailableError(AccelError):
+    """KVM was asked for but is not functional on this host."""
+
+
+class ImageError(VmrunnerError):
+    """An image, kernel or initramfs is missing or corrupt."""
+
+
+class ImageBuildError(ImageError):
+    """Building an image failed: carries the argv, exit status and log tail."""
+
+    def __init__(
+        self, message: str, argv: Sequence[str] = (), status: int | None = None, log_tail: str = ""
+    ) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.log_tail = log_tail
+        parts = [message]
+        if self.argv:
+            import shlex
+
+            parts.append(f"command: {shlex.join(self.argv)}")
+        if status is not None:
+            parts.append(f"exit status: {status}")
+        if log_tail:
+            parts.append(f"log tail:\n{log_tail}")
+        super().__init__("\n".join(parts))
+
+
+class VmError(VmrunnerError):
+    """A VM failed to start, answer or stop."""
+
+
+class VmStartError(VmError):
+    """The VMM process exited early or the guest never answered."""
+
+    def __init__(
+        self,
+        message: str,
+        argv: Sequence[str] = (),
+        status: int | None = None,
+        console_tail: str = "",
+        vmm_log_tail: str = "",
+    ) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.console_tail = console_tail
+        self.vmm_log_tail = vmm_log_tail
+        import shlex
+
+        parts = [message]
+        if self.argv:
+            parts.append(f"command: {shlex.join(self.argv)}")
+        if status is not None:
+            parts.append(f"exit status: {status}")
+        if vmm_log_tail:
+            parts.append(f"VMM log tail:\n{vmm_log_tail}")
+        if console_tail:
+            parts.append(f"console tail:\n{console_tail}")
+        super().__init__("\n".join(parts))
+
+
+class VmStateError(VmError):
+    """An operation was asked for in a machine state that does not allow it."""
+
+
+class ChannelError(VmError):
+    """The guest channel broke (closed, timed out) or could not be used."""
+
+
+class ProtocolError(ChannelError):
+    """A malformed, unknown or unexpected frame on the guest channel."""
+
+
+class StoreError(VmrunnerError):
+    """The database failed."""

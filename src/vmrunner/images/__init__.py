@@ -1,0 +1,1 @@
+"""Guest images: recipes, kernels, initramfs, building and the cache."""

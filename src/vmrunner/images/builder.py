@@ -1,0 +1,178 @@
+"""Build an image from a recipe: mmdebstrap, guest files, ext4 disk, kernel, initramfs.
+
+Runs host tools through ``vmrunner.procs.run_tool`` (each with a timeout, its
+argv and output tail in any error). Needs root: mmdebstrap's root mode writes a
+directory with real ownership, which ``mkfs.ext4 -d`` then copies into the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+from vmrunner.errors import ImageBuildError
+from vmrunner.images.cache import Progress, write_manifest
+from vmrunner.images.initramfs import build_initramfs
+from vmrunner.images.kernel import KernelFiles, fetch_kernel
+from vmrunner.images.recipe import Recipe
+from vmrunner.procs import require_tool, run_tool
+
+MASKED_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-timesyncd.service",
+)
+
+
+def _guestfile(name: str) -> bytes:
+    return resources.files("vmrunner.images").joinpath(f"guestfiles/{name}").read_bytes()
+
+
+def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    path.chmod(mode)
+
+
+def _symlink(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.symlink_to(target)
+
+
+def mmdebstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
+    """Bootstrap the root file system into ``tarball`` with mmdebstrap (root mode)."""
+    tool = require_tool("mmdebstrap", "apt-get install mmdebstrap")
+    argv = [
+        tool,
+        "--mode=root",
+        "--variant=minbase",
+        f"--include={','.join(recipe.all_packages())}",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        recipe.suite,
+        str(tarball),
+        *recipe.sources(),
+    ]
+    run_tool(argv, timeout=1800, what="mmdebstrap", log=log)
+
+
+def install_guest_files(rootfs: Path, kernel: KernelFiles, log: Path) -> None:
+    """Put the agent, the inits, the kernel modules and the base config into ``rootfs``."""
+    from vmrunner.guest import agent as agent_module
+
+    lib = rootfs / "usr/lib/vmrunner"
+    _write(lib / "agent.py", Path(agent_module.__file__).read_bytes(), 0o755)
+    _write(lib / "init-fast", _guestfile("init-fast"), 0o755)
+    unit = rootfs / "etc/systemd/system/vmrunner-agent.service"
+    _write(unit, _guestfile("vmrunner-agent.service"))
+    wants = rootfs / "etc/systemd/system/sysinit.target.wants/vmrunner-agent.service"
+    _symlink(wants, "/etc/systemd/system/vmrunner-agent.service")
+    for name in MASKED_UNITS:
+        _symlink(rootfs / "etc/systemd/system" / name, "/dev/null")
+    _write(rootfs / "etc/fstab", "/dev/vda / ext4 rw,noatime 0 1\n")
+    _write(rootfs / "etc/hostname", "vmrunner\n")
+    _write(rootfs / "etc/hosts", "127.0.0.1 localhost\n127.0.1.1 vmrunner\n::1 localhost\n")
+    _symlink(rootfs / "etc/resolv.conf", "/run/resolv.conf")
+    (rootfs / "etc/machine-id").write_text("")
+    modules = rootfs / "lib/modules" / kernel.version
+    if modules.exists():
+        shutil.rmtree(modules)
+    shutil.copytree(kernel.modules_dir, modules, symlinks=True)
+    run_tool(
+        ["chroot", str(rootfs), "depmod", "-a", kernel.version], timeout=300, what="depmod", log=log
+    )
+    run_tool(
+        ["chroot", str(rootfs), "python3", "-m", "py_compile", "/usr/lib/vmrunner/agent.py"],
+        timeout=300,
+        what="py_compile agent",
+        log=log,
+    )
+
+
+def make_disk(rootfs: Path, disk: Path, size_gib: int, log: Path) -> None:
+    """Write ``rootfs`` into a sparse raw ext4 disk of ``size_gib`` GiB."""
+    tool = require_tool("mkfs.ext4", "apt-get install e2fsprogs")
+    run_tool(
+        [
+            tool,
+            "-q",
+            "-F",
+            "-L",
+            "vmroot",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+            str(rootfs),
+            str(disk),
+            f"{size_gib}G",
+        ],
+        timeout=600,
+        what="mkfs.ext4",
+        log=log,
+    )
+
+
+def base_tarball(recipe: Recipe, base_dir: Path, log: Path, progress: Progress) -> Path:
+    """The bootstrapped root file system for ``recipe``, cached by its base digest.
+
+    Guest files (agent, inits) are not in it, so changing them does not re-run
+    mmdebstrap. Written to a temporary name and renamed, so it is never half-written.
+    """
+    base_dir.mkdir(parents=True, exist_ok=True)
+    tarball = base_dir / f"{recipe.suite}-{recipe.base_digest()[:16]}.tar"
+    if tarball.exists():
+        return tarball
+    progress(
+        f"bootstrapping Debian {recipe.suite} with mmdebstrap ({len(recipe.all_packages())} packages)"
+    )
+    tmp = base_dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}.tar"
+    try:
+        mmdebstrap(recipe, tmp, log)
+        tmp.rename(tarball)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return tarball
+
+
+def build_image(recipe: Recipe, out: Path, progress: Progress) -> None:
+    """Build ``recipe`` into the empty directory ``out`` (rootfs.raw, vmlinuz, initrd.cpio).
+
+    Raises ``ImageBuildError`` with the failing step's argv and log tail. Leaves
+    cleanup of ``out`` to the caller.
+    """
+    if os.geteuid() != 0:
+        raise ImageBuildError("building an image needs root (mmdebstrap root mode, chroot)")
+    started = time.monotonic()
+    out.mkdir(parents=True)
+    log = out / "build.log"
+    work = out / "work"
+    progress("fetching the kernel package")
+    kernel = fetch_kernel(work / "kernel", recipe.kernel_package)
+    rootfs = work / "rootfs"
+    base = base_tarball(recipe, out.parent.parent / ".base", log, progress)
+    progress("unpacking the base root file system")
+    rootfs.mkdir()
+    run_tool(
+        [require_tool("tar"), "-xpf", str(base), "-C", str(rootfs), "--numeric-owner"],
+        timeout=600, what="tar -x base", log=log,
+    )  # fmt: skip
+    progress("installing the guest agent and kernel modules")
+    install_guest_files(rootfs, kernel, log)
+    progress("writing the ext4 disk")
+    make_disk(rootfs, out / "rootfs.raw", recipe.size_gib, log)
+    progress("writing the initramfs")
+    build_initramfs(kernel.modules_dir, out / "initrd.cpio")
+    shutil.copyfile(kernel.vmlinuz, out / "vmlinuz")
+    shutil.rmtree(work)
+    write_manifest(out, recipe.name, recipe.digest(), kernel.version, time.monotonic() - started)
+    progress(f"built image {recipe.name} in {time.monotonic() - started:.1f} s")

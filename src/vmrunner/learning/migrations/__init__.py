@@ -1,0 +1,1 @@
+"""Alembic migrations of the learning schema, applied by ``store.open_store``."""

@@ -1,0 +1,184 @@
+"""The one place vmrunner starts processes.
+
+* ``run_tool`` runs a short-lived host tool (qemu-img, mkfs.ext4, mmdebstrap,
+  apt-get ...) to completion with a timeout, in its own process group, and raises
+  a harness error carrying the argv, exit status and output tail when it fails.
+* ``spawn_vmm`` starts a long-lived VMM process in its own session (process
+  group), with a parent-death signal so that it dies with vmrunner even after
+  ``kill -9``, and returns the ``asyncio`` process handle.
+* ``kill_group`` ends a process group: SIGTERM, then SIGKILL after a grace.
+
+argv is always a list; ``shlex.join`` is only for messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from vmrunner.errors import ImageBuildError, ToolMissingError
+
+PR_SET_PDEATHSIG = 1
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    """Return the absolute path of host tool ``name`` or raise ``ToolMissingError``."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path is None:
+        raise ToolMissingError(name, hint)
+    return path
+
+
+def tail(text: str | bytes, lines: int = 30) -> str:
+    """The last ``lines`` lines of ``text`` (bytes are decoded leniently)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    input_bytes: bytes | None = None,
+) -> str:
+    """Run ``argv`` to completion and return its stdout (decoded).
+
+    stdout and stderr are captured (and appended to ``log`` when given). On a
+    non-zero exit or a timeout the whole process group is killed and
+    ``ImageBuildError`` is raised naming ``what``, the argv, the status and the
+    output tail. Does not retry.
+    """
+    argv = list(argv)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissingError(argv[0]) from exc
+    try:
+        out, err = proc.communicate(input=input_bytes, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        kill_group(proc.pid, grace=2.0)
+        out, err = proc.communicate()
+        raise ImageBuildError(
+            f"{what}: timed out after {timeout:.0f} s", argv, None, tail(out + err)
+        ) from exc
+    except BaseException:
+        kill_group(proc.pid, grace=0.5)
+        proc.wait()
+        raise
+    if log is not None:
+        with log.open("ab") as fh:
+            fh.write(out + err)
+    if proc.returncode != 0:
+        raise ImageBuildError(f"{what} failed", argv, proc.returncode, tail(err or out))
+    return out.decode("utf-8", "replace")
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+async def spawn_vmm(
+    argv: Sequence[str], *, log: Path, pass_fds: Sequence[int] = ()
+) -> asyncio.subprocess.Process:
+    """Start a VMM in its own session; it is SIGKILLed if vmrunner dies.
+
+    stdout and stderr go to ``log``; stdin is /dev/null. Does not wait for the
+    guest to boot. Must be called from the event loop's (main) thread: the
+    parent-death signal fires when the forking thread ends.
+    """
+    with log.open("ab") as fh:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=fh,
+                start_new_session=True,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=_set_pdeathsig,
+            )
+        except FileNotFoundError as exc:
+            raise ToolMissingError(argv[0], "install qemu-system-x86") from exc
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists (zombies count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X")
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (to detect pid reuse)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def kill_group(pgid: int, grace: float = 3.0) -> None:
+    """SIGTERM process group ``pgid``, then SIGKILL it after ``grace`` seconds.
+
+    Idempotent: a group that is already gone is fine.
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pgid):
+            break
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run_probe(argv: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
+    """Run a short probe; return (exit status, output), or (None, output) if it timed out
+    (the probe's whole process group is then killed). Never raises for the probe's failure.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, grace=0.2)
+        out, _ = proc.communicate()
+        return None, out.decode("utf-8", "replace")
+    except BaseException:
+        kill_group(proc.pid, grace=0.2)
+        proc.wait()
+        raise

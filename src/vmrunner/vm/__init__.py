@@ -1,0 +1,1 @@
+"""Virtual machines: the spec, the state machine, the backends and their records."""

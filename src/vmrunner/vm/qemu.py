@@ -1,0 +1,290 @@
+"""The QEMU backend: direct kernel boot, a qcow2 overlay, QMP and a virtio-serial agent.
+
+The host creates every socket (QMP, agent) before QEMU starts and QEMU connects
+to them, so no early output is lost. QEMU runs in its own process group with a
+parent-death signal, and its pid is recorded in the VM directory so that gc can
+reap it after a crash. All of the VM's files live in that directory, which is
+removed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient, QMPError
+
+from vmrunner.errors import ChannelError, VmStartError
+from vmrunner.guest.channel import GuestChannel
+from vmrunner.procs import kill_group, proc_start_ticks, require_tool, run_tool, spawn_vmm, tail
+from vmrunner.vm import netns
+from vmrunner.vm.machine import (
+    Accel,
+    BootMode,
+    CommandResult,
+    ExecOptions,
+    Machine,
+    MachineSpec,
+    Network,
+)
+from vmrunner.vm.records import VmRecord, new_record_dir, reap_record, socket_dir
+
+log = logging.getLogger(__name__)
+
+AGENT_PORT_NAME = "org.vmrunner.agent"
+# Kernel arguments that shorten a boot under emulation without changing behaviour.
+FAST_KERNEL_ARGS = (
+    "console=ttyS0",
+    "panic=-1",
+    "quiet",
+    "loglevel=4",
+    "root=/dev/vda",
+    "rw",
+    "mitigations=off",
+    "i8042.noaux",
+    "i8042.nokbd",
+    "i8042.nopnp",
+    "random.trust_cpu=on",
+    "tsc=reliable",
+    "no_timer_check",
+    "8250.nr_uarts=1",
+)
+
+
+def qemu_argv(
+    spec: MachineSpec, vmdir: Path, qemu: str = "qemu-system-x86_64", sockdir: Path | None = None
+) -> list[str]:
+    """The QEMU command line for ``spec`` with its files in ``vmdir`` (pure).
+
+    ``sockdir`` is a shorter path to the same directory, used for socket names.
+    """
+    sockdir = sockdir or vmdir
+    accel = "kvm" if spec.accel is Accel.KVM else "tcg"
+    cpu = "host" if spec.accel is Accel.KVM else "max"
+    args = [*FAST_KERNEL_ARGS, f"vmrunner.mode={spec.boot_mode.value}", *spec.kernel_args]
+    if spec.boot_mode is BootMode.SYSTEMD:
+        args = [a for a in args if a not in ("quiet", "loglevel=4")]
+        args += ["systemd.show_status=1", "loglevel=3"]
+    argv = [
+        qemu,
+        "-name", spec.name,
+        "-machine", f"q35,accel={accel}",
+        "-cpu", cpu,
+        "-smp", str(spec.cpus),
+        "-m", str(spec.memory_mib),
+        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+        "-no-reboot",
+        "-kernel", str(spec.image.kernel),
+        "-initrd", str(spec.image.initrd),
+        "-append", " ".join(args),
+        "-drive", f"file={vmdir / 'overlay.qcow2'},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root",
+        "-chardev", f"file,id=console,path={vmdir / 'console.log'}",
+        "-serial", "chardev:console",
+        "-chardev", f"socket,id=qmp,path={sockdir / 'qmp.sock'}",
+        "-mon", "chardev=qmp,mode=control",
+        "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=agent,path={sockdir / 'agent.sock'}",
+        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT_NAME}",
+        "-device", "virtio-rng-pci",
+    ]  # fmt: skip
+    if spec.network is Network.USER:
+        argv += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
+    return argv
+
+
+def read_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return tail(path.read_bytes()[-65536:], lines)
+    except OSError:
+        return ""
+
+
+class QemuMachine(Machine):
+    """A QEMU VM (KVM or TCG) driven over QMP, with the guest agent on virtio-serial."""
+
+    def __init__(self, spec: MachineSpec, vms_dir: Path) -> None:
+        super().__init__(spec)
+        self.vms_dir = vms_dir
+        self.record: VmRecord | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.qmp: QMPClient | None = None
+        self.channel: GuestChannel | None = None
+        self.argv: list[str] = []
+        self._agent_server: asyncio.Server | None = None
+
+    @property
+    def vmdir(self) -> Path:
+        assert self.record is not None
+        return self.record.path
+
+    @property
+    def console_log(self) -> Path:
+        return self.vmdir / "console.log"
+
+    def _start_error(self, message: str) -> VmStartError:
+        status = self.proc.returncode if self.proc is not None else None
+        return VmStartError(
+            message,
+            self.argv,
+            status,
+            console_tail=read_tail(self.console_log),
+            vmm_log_tail=read_tail(self.vmdir / "qemu.log", 20),
+        )
+
+    async def _launch(self) -> None:
+        t0 = time.monotonic()
+        qemu = require_tool("qemu-system-x86_64", "apt-get install qemu-system-x86")
+        qemu_img = require_tool("qemu-img", "apt-get install qemu-utils")
+        self.record = new_record_dir(self.vms_dir)
+        vmdir = self.vmdir
+        run_tool(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.spec.image.rootfs),
+             str(vmdir / "overlay.qcow2")],
+            timeout=30, what="qemu-img create overlay",
+        )  # fmt: skip
+        sockdir = socket_dir(self.record)
+        self.argv = qemu_argv(self.spec, vmdir, qemu, sockdir)
+        self.qmp = QMPClient(self.spec.name)
+        try:
+            await self.qmp.start_server(str(sockdir / "qmp.sock"))
+        except (QMPError, OSError) as exc:
+            raise VmStartError(f"cannot listen for QMP at {sockdir / 'qmp.sock'}: {exc}") from exc
+        accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def on_agent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if not accepted.done():
+                accepted.set_result((r, w))
+            else:
+                w.close()
+
+        self._agent_server = await asyncio.start_unix_server(
+            on_agent, path=str(sockdir / "agent.sock"), limit=1 << 20
+        )
+        argv = self.argv
+        if self.spec.network is Network.USER:
+            argv = netns.wrap(argv, self.record)
+        self.proc = await spawn_vmm(argv, log=vmdir / "qemu.log")
+        self.record.vmm_pid = self.proc.pid
+        self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
+        self.record.save()
+        self.timings["spawn_s"] = time.monotonic() - t0
+        await self._wait_connected(accepted)
+        self.timings["agent_ready_s"] = time.monotonic() - t0
+        log.debug(
+            "vm ready", extra={"vm": self.spec.name, "seconds": self.timings["agent_ready_s"]}
+        )
+
+    async def _race(self, aw: asyncio.Future[Any], what: str, timeout: float) -> Any:
+        """Wait for ``aw`` unless QEMU exits or ``timeout`` passes (then raise VmStartError)."""
+        assert self.proc is not None
+        exited: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {aw, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            exited.cancel()
+        if aw in done:
+            return aw.result()
+        aw.cancel()
+        if exited in done:
+            raise self._start_error(f"QEMU exited while {what}")
+        raise self._start_error(f"timed out after {timeout:.0f} s {what}")
+
+    async def _wait_connected(
+        self, accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    ) -> None:
+        assert self.qmp is not None
+        deadline = time.monotonic() + self.spec.boot_timeout
+        qmp_task: asyncio.Future[Any] = asyncio.ensure_future(self.qmp.accept())
+        await self._race(qmp_task, "waiting for QEMU's QMP connection", 30.0)
+        reader, writer = await self._race(accepted, "waiting for the agent channel connection", 30.0)
+        self.channel = GuestChannel(reader, writer)
+        left = max(1.0, deadline - time.monotonic())
+        hello_task: asyncio.Future[Any] = asyncio.ensure_future(
+            self.channel.wait_hello(left + 1.0)
+        )
+        try:
+            await self._race(hello_task, "waiting for the guest agent to start (boot)", left)
+        except ChannelError as exc:
+            raise self._start_error(f"guest agent channel failed during boot: {exc}") from exc
+
+    async def _execute(self, argv: Sequence[str], opts: ExecOptions) -> CommandResult:
+        assert self.channel is not None
+        capture_out = opts.on_stdout is None
+        capture_err = opts.on_stderr is None
+        out: list[bytes] = []
+        err: list[bytes] = []
+        res = await self.channel.exec(
+            None if opts.script else list(argv),
+            script=argv[0] if opts.script else None,
+            env=opts.env,
+            cwd=opts.cwd,
+            stdin=opts.stdin,
+            timeout=opts.timeout,
+            on_stdout=opts.on_stdout or out.append,
+            on_stderr=opts.on_stderr or err.append,
+        )
+        return CommandResult(
+            argv=tuple(argv),
+            exit_code=res.exit_code,
+            signal=res.signal,
+            timed_out=res.timed_out,
+            duration_s=res.duration_s,
+            stdout=b"".join(out) if capture_out else b"",
+            stderr=b"".join(err) if capture_err else b"",
+            error=res.error,
+        )
+
+    async def _copy_in(self, host_src: Path, guest_dst: str, timeout: float) -> None:
+        assert self.channel is not None
+        await self.channel.copy_in(host_src, guest_dst, timeout)
+
+    async def _copy_out(self, guest_src: str, host_dst: Path, timeout: float) -> None:
+        assert self.channel is not None
+        await self.channel.copy_out(guest_src, host_dst, timeout)
+
+    async def _soft_shutdown(self, timeout: float) -> bool:
+        if self.proc is None or self.proc.returncode is not None:
+            return True
+        if self.channel is not None:
+            with contextlib.suppress(ChannelError, asyncio.TimeoutError):
+                await self.channel.shutdown(timeout=min(timeout, 2.0))
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+            return True
+        except TimeoutError:
+            pass
+        if self.qmp is not None:
+            with contextlib.suppress(QMPError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.qmp.execute("quit"), 2.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+                return True
+        return False
+
+    async def _hard_shutdown(self) -> None:
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.channel.close()
+        if self.qmp is not None:
+            with contextlib.suppress(Exception):
+                await self.qmp.disconnect()
+        if self._agent_server is not None:
+            self._agent_server.close()
+        if self.proc is not None and self.proc.returncode is None:
+            kill_group(self.proc.pid, grace=1.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5.0)
+        if self.record is not None:
+            if self.spec.network is Network.USER:
+                netns.cleanup(self.record)
+            reap_record(self.record)

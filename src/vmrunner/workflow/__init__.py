@@ -1,0 +1,1 @@
+"""GitHub Actions workflow semantics: pure code, no I/O."""
