@@ -56,7 +56,9 @@ def record(svc: LearningService, history: Iterator[Observation], n: int, batch: 
     return rec, gen
 
 
-def calibration(svc: LearningService, future: Sequence[Observation], samples: int) -> dict[str, Any]:
+def calibration(
+    svc: LearningService, future: Sequence[Observation], samples: int
+) -> dict[str, Any]:
     """Brier score of ``predict`` on a sample of ``future`` against the base rate."""
     baseline = svc.stats(top=1).totals.success_rate
     picked = random.Random(3).sample(list(future), min(samples, len(future)))
@@ -68,7 +70,9 @@ def calibration(svc: LearningService, future: Sequence[Observation], samples: in
             "skill": 1 - b_ours / b_base, "baseline_rate": baseline}  # fmt: skip
 
 
-def latency(fn: Callable[[Observation], object], pool: Sequence[Observation], n: int) -> dict[str, float]:
+def latency(
+    fn: Callable[[Observation], object], pool: Sequence[Observation], n: int
+) -> dict[str, float]:
     rng = random.Random(5)
     times = []
     for _ in range(n):
@@ -122,7 +126,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observations", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=10000)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--calibration-samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=42)

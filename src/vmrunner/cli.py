@@ -109,6 +109,9 @@ def exec_cmd(
         ),
     ] = None,
     boot: Annotated[str, typer.Option(help="fast (no systemd) or systemd.")] = "fast",
+    no_snapshot: Annotated[
+        bool, typer.Option("--no-snapshot", help="Always boot cold, not from a post-boot snapshot.")
+    ] = False,
     json_file: Annotated[
         str | None, typer.Option("--json", help="Write the result document to FILE.")
     ] = None,
@@ -130,7 +133,7 @@ def exec_cmd(
             timeout=timeout, network=network, env=tuple(pairs), workdir=workdir,
             copy_in=tuple(service.CopySpec.parse(c, "--copy-in") for c in copy_in or []),
             copy_out=tuple(service.CopySpec.parse(c, "--copy-out") for c in copy_out or []),
-            boot_mode=boot,
+            boot_mode=boot, snapshot=not no_snapshot,
         )  # fmt: skip
         progress = (lambda _m: None) if quiet else _progress
         outcome = run_async(

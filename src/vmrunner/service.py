@@ -40,12 +40,16 @@ def kvm_cache_file(settings: Settings) -> Path:
     return settings.state_dir / "kvm-check.json"
 
 
+def snapshots_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "snapshots"
+
+
 def gc(settings: Settings) -> GcReport:
     """Remove what dead vmrunner processes left behind (VMs, overlays, sockets, temp dirs)."""
     settings.ensure_dirs()
     return collect(
         [settings.vms_dir, settings.state_dir / "tmp"],
-        [(settings.images_dir, "*/.tmp-*")],
+        [(settings.images_dir, "*/.tmp-*"), (snapshots_dir(settings), ".tmp-*")],
     )
 
 
@@ -90,6 +94,7 @@ class ExecRequest:
     copy_in: tuple[CopySpec, ...] = ()
     copy_out: tuple[CopySpec, ...] = ()
     boot_mode: str = "fast"
+    snapshot: bool = True
 
 
 @dataclass
@@ -101,6 +106,7 @@ class ExecOutcome:
     kvm: KvmStatus | None
     image: str
     timings: dict[str, float] = field(default_factory=dict)
+    restored: bool = False
 
     @property
     def status(self) -> int:
@@ -119,6 +125,7 @@ class ExecOutcome:
             "argv": list(r.argv),
             "duration_s": round(r.duration_s, 6),
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
+            "restored_from_snapshot": self.restored,
             "error": r.error,
         }
 
@@ -164,7 +171,7 @@ async def exec_command(
     )  # fmt: skip
     timings: dict[str, float] = {"prepare_s": time.monotonic() - t0}
     progress(f"booting a {image.name} VM ({accel.value})")
-    machine = QemuMachine(spec, settings.vms_dir)
+    machine = QemuMachine(spec, settings.vms_dir, snapshots_dir(settings) if req.snapshot else None)
     async with machine:
         timings.update(machine.timings)
         for c in req.copy_in:
@@ -182,7 +189,10 @@ async def exec_command(
         for c in req.copy_out:
             await machine.copy_out(c.src, Path(c.dst))
     timings["total_s"] = time.monotonic() - t0
-    return ExecOutcome(result=result, accel=accel.value, kvm=kvm, image=image.name, timings=timings)
+    return ExecOutcome(
+        result=result, accel=accel.value, kvm=kvm, image=image.name, timings=timings,
+        restored=machine.restored,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from vmrunner.errors import ChannelError
 
 from .harness import AGENT, PYTHON, agent_channel, kill_quietly, pty_channel, run, stop, wait_gone
 
+pytestmark = pytest.mark.timeout(60)  # each test takes well under a second or two
+
 
 def test_hello_ping_seed_and_shutdown() -> None:
     async def main() -> None:

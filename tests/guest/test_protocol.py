@@ -28,6 +28,8 @@ from vmrunner.guest.protocol import (
 
 from .harness import listening_socket, run, start_agent, stop
 
+pytestmark = pytest.mark.timeout(60)  # each test takes well under a second or two
+
 HELLO = {"op": "hello", "proto": 1, "agent": "t", "uptime": 1.5, "kernel": "k", "pid": 7}
 
 

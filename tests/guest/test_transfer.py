@@ -17,6 +17,8 @@ from vmrunner.guest.channel import GuestOpError
 
 from .harness import agent_channel, run
 
+pytestmark = pytest.mark.timeout(60)  # each test takes well under a second or two
+
 MTIME = 1_600_000_000
 
 

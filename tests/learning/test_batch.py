@@ -34,12 +34,17 @@ def test_aggregate_counts_per_repo_and_everywhere() -> None:
         prepare(obs("make", repo="b", commit="c9", prev_command="cmake .", minute=3)).row,
     ]
     d = aggregate(rows)
-    cmd = {(r["repo"], r["cmd"]): (r["n"], r["ok"], r["dur_sum"], r["dur_max"]) for r in d.cmd_stats}
+    cmd = {
+        (r["repo"], r["cmd"]): (r["n"], r["ok"], r["dur_sum"], r["dur_max"]) for r in d.cmd_stats
+    }
     assert cmd == {("*", "make"): (3, 2, 5.0, 3.0), ("a", "make"): (2, 1, 4.0, 3.0),
                    ("b", "make"): (1, 1, 1.0, 1.0)}  # fmt: skip
     assert [(r["repo"], r["prev"], r["n"]) for r in d.edge_stats] == [("*", "cmake .", 1),
                                                                         ("b", "cmake .", 1)]  # fmt: skip
-    assert [(r["commit_sha"], r["n"], r["ok"]) for r in d.commit_stats] == [("c1", 2, 1), ("c9", 1, 1)]
+    assert [(r["commit_sha"], r["n"], r["ok"]) for r in d.commit_stats] == [
+        ("c1", 2, 1),
+        ("c9", 1, 1),
+    ]
     assert d.family_stats == [{"family": "make", "n": 3, "ok": 2}]
 
 

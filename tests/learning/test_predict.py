@@ -17,7 +17,10 @@ def chain(*levels: tuple[str, int, int]) -> list[LevelCounts]:
 
 BACKOFF = [
     # (levels most specific first, expected level used)
-    ([("repo+after", 20, 19), ("repo", 40, 30), ("global", 90, 80), ("family", 100, 90)], "repo+after"),
+    (
+        [("repo+after", 20, 19), ("repo", 40, 30), ("global", 90, 80), ("family", 100, 90)],
+        "repo+after",
+    ),
     ([("repo+after", 2, 2), ("repo", 40, 30), ("global", 90, 80), ("family", 100, 90)], "repo"),
     ([("repo+after", 0, 0), ("repo", 3, 3), ("global", 90, 80), ("family", 100, 90)], "global"),
     ([("repo", 0, 0), ("global", 0, 0), ("family", 50, 10)], "family"),
@@ -45,7 +48,9 @@ SMOOTHING = [
 
 
 @pytest.mark.parametrize(("n", "ok", "parent", "strength", "expected"), SMOOTHING)
-def test_smoothing_toward_the_parent(n: int, ok: int, parent: float, strength: float, expected: float) -> None:
+def test_smoothing_toward_the_parent(
+    n: int, ok: int, parent: float, strength: float, expected: float
+) -> None:
     total, total_ok = 1_000_000, round(parent * 1_000_000)
     chosen, _ = predict(chain(("global", n, ok)), total, total_ok, strength=strength, min_support=0)
     assert chosen.probability == pytest.approx(expected, abs=1e-4)

@@ -87,8 +87,13 @@ def test_explain_reports_history_lesson_and_flakiness(svc: LearningService) -> N
 def test_prediction_backs_off_as_data_thins(svc: LearningService) -> None:
     for run in range(10):
         svc.record(job_run(run, pin="1.0", fail=run % 5 == 0, commit="c", env={}))
-    svc.record([obs("python3 -c 'import a'", run_id="x1", repo="other"),
-                obs("python3 -c 'import b'", run_id="x2", repo="other", exit_code=1)] * 3)
+    svc.record(
+        [
+            obs("python3 -c 'import a'", run_id="x1", repo="other"),
+            obs("python3 -c 'import b'", run_id="x2", repo="other", exit_code=1),
+        ]
+        * 3
+    )
     cases = [
         ({"repo": "acme/app", "after": "pip install foo==2.0"}, "pytest -x tests", "repo+after"),
         ({"repo": "acme/app", "after": "make"}, "pytest -x tests", "repo"),

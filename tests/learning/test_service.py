@@ -9,14 +9,35 @@ from vmrunner.learning import LearningService
 from .builders import obs
 
 
-def _job(svc: LearningService, run: str, minute: float, steps: list[tuple[str, int, str]],
-         repo: str = "acme/app", commit: str = "c1", env: dict[str, str] | None = None) -> None:
+def _job(
+    svc: LearningService,
+    run: str,
+    minute: float,
+    steps: list[tuple[str, int, str]],
+    repo: str = "acme/app",
+    commit: str = "c1",
+    env: dict[str, str] | None = None,
+) -> None:
     prev = None
     records = []
     for i, (cmd, code, out) in enumerate(steps):
-        records.append(obs(cmd, exit_code=code, output=out, run_id=run, job="test", step=i,
-                           step_name=f"s{i}", repo=repo, workflow="ci", commit=commit,
-                           prev_command=prev, minute=minute + i, env=env or {}))
+        records.append(
+            obs(
+                cmd,
+                exit_code=code,
+                output=out,
+                run_id=run,
+                job="test",
+                step=i,
+                step_name=f"s{i}",
+                repo=repo,
+                workflow="ci",
+                commit=commit,
+                prev_command=prev,
+                minute=minute + i,
+                env=env or {},
+            )
+        )
         prev = cmd
     svc.record(records)  # fmt: skip
 
@@ -38,7 +59,9 @@ def test_queries_on_a_small_history(service: LearningService) -> None:
         _job(service, f"run{r}", r * 10, [("git clone x", 0, ""), ("make -j4", 0, ""),
                                           ("pytest -x", int(fail), out)], commit=f"c{r // 4}")  # fmt: skip
     related = service.related("pytest -x")
-    assert [(n.command, n.count, n.success_rate) for n in related.before] == [("make -j<n>", 8, 0.5)]
+    assert [(n.command, n.count, n.success_rate) for n in related.before] == [
+        ("make -j<n>", 8, 0.5)
+    ]
     assert related.usual_sequence == ("git clone x", "make -j<n>", "pytest -x")
     assert related.failed_with[0].template == "E ModuleNotFoundError: No module named <*>"
     assert related.failed_with[0].count == 4

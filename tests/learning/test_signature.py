@@ -38,7 +38,7 @@ PICKS = [
     # the exception line, not the traceback boilerplate or the first line
     (
         "Collecting foo\nTraceback (most recent call last):\n"
-        '  File "/x/y.py", line 3, in <module>\nModuleNotFoundError: No module named \'a\'',
+        "  File \"/x/y.py\", line 3, in <module>\nModuleNotFoundError: No module named 'a'",
         ["ModuleNotFoundError: No module named 'a'"],
     ),
     # several informative lines, in output order, at most MAX_LINES
@@ -52,7 +52,10 @@ PICKS = [
     ("warning: deprecated thing\nerror: real problem", ["error: real problem"]),
     # pytest and npm shapes
     ("E   assert 1 == 2\n=== 1 failed ===", ["E   assert 1 == 2", "=== 1 failed ==="]),
-    ("npm ERR! code ELIFECYCLE\nnpm ERR! errno 1", ["npm ERR! code ELIFECYCLE", "npm ERR! errno 1"]),
+    (
+        "npm ERR! code ELIFECYCLE\nnpm ERR! errno 1",
+        ["npm ERR! code ELIFECYCLE", "npm ERR! errno 1"],
+    ),
     # other languages
     ("Ошибка: файл не найден", ["Ошибка: файл не найден"]),
     ("致命的なエラー: 接続できません", ["致命的なエラー: 接続できません"]),
@@ -84,7 +87,7 @@ def test_ansi_and_progress_bars_are_cleaned() -> None:
 NON_ASCII = [
     "Ошибка: файл /var/lib/данные/конфиг.yml не найден (код 42)".encode(),
     "エラー: 接続に失敗しました id=deadbeef1234 🚀".encode(),
-    "error: naïve café ☕ failed".encode("utf-8")[:-3] + b"\xe2\x98",  # cut mid-character
+    "error: naïve café ☕ failed".encode()[:-3] + b"\xe2\x98",  # cut mid-character
     b"error: \xff\xfe invalid bytes \xc3",
     "fatal: 💥" * 500,  # long: cut by characters, not bytes
 ]
@@ -121,7 +124,11 @@ def test_signature_never_raises(output: str | bytes, code: int) -> None:
 CLUSTERS = [
     # (a, b, same signature?)
     ("No module named 'a'", "No module named 'b'", True),
-    ("ModuleNotFoundError: No module named 'numpy'", "ModuleNotFoundError: No module named 'x'", True),
+    (
+        "ModuleNotFoundError: No module named 'numpy'",
+        "ModuleNotFoundError: No module named 'x'",
+        True,
+    ),
     ("error: file foo not found", "error: file bar not found", True),
     ("error: foo", "error: bar", False),  # too little in common
     ("Killed", "Killed", True),

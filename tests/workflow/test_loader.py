@@ -84,6 +84,7 @@ def value_of(text: str) -> Any:
         ("-.5", -0.5),
         ("1.2E-2", 0.012),
         (".inf", math.inf),
+        ("9" * 400, math.inf),  # GitHub's numbers are doubles
         ("-.Inf", -math.inf),
         # strings that other resolvers turn into something else
         ("2001-12-14", "2001-12-14"),

@@ -90,7 +90,9 @@ def run_case(case: Case) -> list[Diagnostic]:
     options = CheckOptions(
         permissions_policy=_POLICIES.get(case.options.get("permissions-policy", ""), "write"),  # type: ignore[arg-type]
         max_file_size=case.options.get("max-file-size", CheckOptions.max_file_size),
-        max_call_depth=case.options.get("max-nested-reusable-workflows-depth", 10),
+        max_call_depth=case.options.get(
+            "max-nested-reusable-workflows-depth", CheckOptions.max_call_depth
+        ),
     )
 
     def resolve(ref: str) -> WorkflowSource | None:

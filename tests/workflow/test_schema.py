@@ -11,8 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmrunner.workflow.loader import load_text
-from vmrunner.workflow.schema import _validator, fast_is_valid, load_schema, to_data, validate_schema
+from vmrunner.workflow.loader import YamlError, load_text
+from vmrunner.workflow.schema import (
+    _validator,
+    fast_is_valid,
+    load_schema,
+    to_data,
+    validate_schema,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -30,37 +36,99 @@ JOB = "on: push\njobs:\n  b:\n    runs-on: x\n    steps:\n      - run: a\n"
         (JOB, []),
         ("on: push\njobs: {}\n", [(2, 7, "The workflow must contain at least one job")]),
         ("on: push\n", [(1, 1, "Required property is missing: jobs")]),
-        ("jobs:\n  b:\n    uses: o/r/.github/workflows/w.yml@v1\n", [(1, 1, "Required property is missing: on")]),
+        (
+            "jobs:\n  b:\n    uses: o/r/.github/workflows/w.yml@v1\n",
+            [(1, 1, "Required property is missing: on")],
+        ),
         ("- a\n", [(1, 1, "A sequence was not expected (expected a mapping)")]),
         (JOB + "name:\n  - x\n", [(8, 3, "A sequence was not expected (expected a string)")]),
-        (JOB.replace("run: a", "runn: a"), [
-            (6, 9, "Unexpected value 'runn'"),
-            (6, 9, "Required property is missing: one of uses, run, wait, wait-all, cancel, parallel"),
-        ]),
-        (JOB.replace("run: a", "run: a\n        uses: b@v1"), [(6, 9, "Only one of uses, run may be given here")]),
-        (JOB.replace("run: a", "uses: a@v1\n        working-directory: d"), [
-            (7, 9, "'working-directory' can only be used together with 'run'"),
-        ]),
-        (JOB + "permissions:\n  contents: banana\n", [
-            (8, 13, "Unexpected value 'banana' (expected one of: read, write, none)"),
-        ]),
-        ("on:\n  push:\n    branches: [a]\n    branches-ignore: [b]\n" + JOB[9:], [
-            (4, 5, "'branches' and 'branches-ignore' cannot be used together"),
-        ]),
-        ("on: pushh\n" + JOB[9:], [(1, 5, "Unexpected value 'pushh' (expected a string)")]),
-        (JOB.replace("runs-on: x", "runs-on: x\n    timeout-minutes: soon"), [
-            (5, 22, "Unexpected value 'soon' (expected a number)"),
-        ]),
+        (
+            JOB.replace("run: a", "runn: a"),
+            [
+                (6, 9, "Unexpected value 'runn'"),
+                (
+                    6,
+                    9,
+                    "Required property is missing: one of uses, run, wait, wait-all, cancel, parallel",
+                ),
+            ],
+        ),
+        (
+            JOB.replace("run: a", "run: a\n        uses: b@v1"),
+            [(6, 9, "Only one of uses, run may be given here")],
+        ),
+        (
+            JOB.replace("run: a", "uses: a@v1\n        working-directory: d"),
+            [
+                (7, 9, "'working-directory' can only be used together with 'run'"),
+            ],
+        ),
+        (
+            JOB + "permissions:\n  contents: banana\n",
+            [
+                (8, 13, "Unexpected value 'banana' (expected 'read', 'write' or 'none')"),
+            ],
+        ),
+        (
+            JOB + "permissions: banana\n",
+            [
+                (
+                    7,
+                    14,
+                    "Unexpected value 'banana' (expected 'read-all', 'write-all' or a mapping)",
+                ),
+            ],
+        ),
+        (
+            "on:\n  push:\n    branches: [a]\n    branches-ignore: [b]\n" + JOB[9:],
+            [
+                (4, 5, "'branches' and 'branches-ignore' cannot be used together"),
+            ],
+        ),
+        (
+            "on: pushh\n" + JOB[9:],
+            [
+                (
+                    1,
+                    5,
+                    "Unexpected value 'pushh' (expected one of 34 known values, a sequence or a mapping)",
+                ),
+            ],
+        ),
+        (
+            JOB.replace("runs-on: x", "runs-on: x\n    timeout-minutes: soon"),
+            [
+                (5, 22, "Unexpected value 'soon' (expected a number or a ${{ }} expression)"),
+            ],
+        ),
         (
             "on: push\njobs:\n  c:\n    uses: o/r/.github/workflows/w.yml@v1\n    secrets: inhrit\n",
-            [(5, 14, "Unexpected value 'inhrit' (expected one of: inherit)")],
+            [
+                (
+                    5,
+                    14,
+                    "Unexpected value 'inhrit' (expected a mapping, a ${{ }} expression or 'inherit')",
+                )
+            ],
         ),
         (
             "on: push\njobs:\n  c:\n    uses: o/r/.github/workflows/w.yml@v1\n    steps: []\n",
             [(5, 5, "Unexpected value 'steps'")],
         ),
-        ("on: push\njobs:\n  c:\n    uses: not-a-workflow\n", [(4, 11, "Invalid workflow reference 'not-a-workflow'")]),
-        (JOB + "env:\n  A: [1]\n", [(8, 6, "A sequence was not expected (expected a string or a number or a boolean or null)")]),
+        (
+            "on: push\njobs:\n  c:\n    uses: not-a-workflow\n",
+            [(4, 11, "Invalid workflow reference 'not-a-workflow'")],
+        ),
+        (
+            JOB + "env:\n  A: [1]\n",
+            [
+                (
+                    8,
+                    6,
+                    "A sequence was not expected (expected a string, a number, a boolean or null)",
+                )
+            ],
+        ),
     ],
 )
 def test_messages_and_positions(text: str, expected: list[tuple[int, int, str]]) -> None:
@@ -81,9 +149,13 @@ def test_messages_and_positions(text: str, expected: list[tuple[int, int, str]])
         JOB.replace("runs-on: x", "runs-on: x\n    strategy:\n      fail-fast: false"),
         JOB.replace("runs-on: x", "runs-on: x\n    strategy:\n      matrix:\n        a: [~, 1]"),
         JOB.replace("runs-on: x", "runs-on: x\n    cancel-timeout-minutes: 5"),
-        JOB.replace("runs-on: x", "runs-on: x\n    snapshot:\n      image-name: i\n      version: 1.*\n      if: true"),
+        JOB.replace(
+            "runs-on: x",
+            "runs-on: x\n    snapshot:\n      image-name: i\n      version: 1.*\n      if: true",
+        ),
         "on:\n  image_version:\n    names: [a]\n" + JOB[9:],
-        "on:\n  workflow_dispatch:\n    unknown: 1\n    inputs:\n      a:\n      b:\n        description: d\n" + JOB[9:],
+        "on:\n  workflow_dispatch:\n    unknown: 1\n    inputs:\n      a:\n      b:\n        description: d\n"
+        + JOB[9:],
         "on:\n  workflow_call:\n    secrets:\n      s:\n" + JOB[9:],
     ],
 )
@@ -98,7 +170,13 @@ def test_accepted_as_github_accepts(text: str) -> None:
         ("on:\n  issues:\n    types: [openedd]\n" + JOB[9:], 3),
         ("on:\n  workflow_dispatch:\n    inputs:\n      a:\n        typo: 1\n" + JOB[9:], 5),
         # container credentials have two keys only
-        (JOB.replace("runs-on: x", "runs-on: x\n    container:\n      image: i\n      credentials:\n        user: u"), 8),
+        (
+            JOB.replace(
+                "runs-on: x",
+                "runs-on: x\n    container:\n      image: i\n      credentials:\n        user: u",
+            ),
+            8,
+        ),
     ],
 )
 def test_rejected_as_github_rejects(text: str, line: int) -> None:
@@ -136,9 +214,8 @@ def test_fast_path_agrees_on_shared_workflows() -> None:
     for text in texts:
         try:
             _agree(to_data(load_text(text)))
-        except Exception as exc:  # noqa: BLE001 - YAML errors are not what is tested here
-            if type(exc).__name__ != "YamlError":
-                raise
+        except YamlError:
+            continue  # bad YAML is not what this tests
 
 
 KEYS = [
@@ -154,7 +231,18 @@ SCALARS = st.one_of(
     st.booleans(),
     st.integers(-3, 400),
     st.floats(allow_nan=False),
-    st.sampled_from(["${{ x }}", "read", "write", "x", "inherit", "string", "o/r/.github/workflows/w.yml@v1", ""]),
+    st.sampled_from(
+        [
+            "${{ x }}",
+            "read",
+            "write",
+            "x",
+            "inherit",
+            "string",
+            "o/r/.github/workflows/w.yml@v1",
+            "",
+        ]
+    ),
 )
 TREES = st.recursive(
     SCALARS,

@@ -157,6 +157,22 @@ def test_empty_container_images(container: str, line: int, col: int) -> None:
     assert problems(job(container)) == [(line, col, "Container image cannot be empty")]
 
 
+@pytest.mark.parametrize(
+    ("matrix", "expected"),
+    [
+        ("{os: [a], node: []}", [(5, 31, "Matrix vector 'node' does not contain any values")]),
+        (
+            "{os: [a], include: []}",
+            [(5, 34, "Matrix vector 'include' does not contain any values")],
+        ),
+        ("{os: [a], include: [{os: b}]}", []),
+        ("${{ fromJSON(needs.a.outputs.m) }}", []),
+    ],
+)
+def test_matrix_vectors(matrix: str, expected: list[tuple[int, int, str]]) -> None:
+    assert problems(job(f"    strategy:\n      matrix: {matrix}\n")) == expected
+
+
 # ---- expressions: syntax -----------------------------------------------------------
 
 
@@ -201,6 +217,7 @@ def test_insert_directive_only_as_a_whole_value() -> None:
         ("${{ github.event_name == 'push' }}", None),
         ("success() && !cancelled()", None),
         ("false || ${{ true }}", None),
+        ("", None),
         ("github.event_name ==", "Unexpected end of expression"),
         ("matrix.os == 'x'", "Unrecognized named-value: 'matrix'"),
         ("hashFiles('x') != ''", "Unrecognized function: 'hashFiles'"),
@@ -247,9 +264,19 @@ def workflow_with(path_yaml: str) -> str:
         (job("    container:\n      image: ${{ matrix.image }}\n"), None),
         (job("    container:\n      image: ${{ env.IMAGE }}\n"), "named-value: 'env'"),
         (job("    container:\n      image: x\n      env:\n        A: ${{ runner.temp }}\n"), None),
-        (job("    services:\n      db:\n        image: x\n        env:\n          A: ${{ job.x }}\n"), None),
+        (
+            job(
+                "    services:\n      db:\n        image: x\n        env:\n          A: ${{ job.x }}\n"
+            ),
+            None,
+        ),
         (job("    services:\n      db:\n        image: ${{ job.x }}\n"), "named-value: 'job'"),
-        (job("    services:\n      db:\n        image: x\n        credentials:\n          password: ${{ secrets.P }}\n"), None),
+        (
+            job(
+                "    services:\n      db:\n        image: x\n        credentials:\n          password: ${{ secrets.P }}\n"
+            ),
+            None,
+        ),
         # step level
         (step("run: ${{ secrets.X }} ${{ steps.a.outputs.b }} ${{ runner.os }}\n"), None),
         (step("run: ${{ hashFiles('**/x') }}\n"), None),

@@ -52,7 +52,7 @@ it also answers a request with bad fields, a duplicate id or an unknown op)::
                "env": {str: str}, "clear_env": bool, "cwd": str | null,
                "stdin": bool, "timeout": float | null}   -> stdout*, stderr*, exit
     stdin     {"eof": bool} + body: bytes for the command's stdin (eof ends it)
-    kill      {"signal": int}    signal an exec's process group, or abort a get;
+    kill      {"signal": int}    signal an exec's process group, or abort a put/get;
                                  no reply (the exec still ends with its exit frame)
     put       {"dest": dir}      then data* (body: tar bytes), then
     end       {"abort": bool}                            -> ok | error
@@ -334,6 +334,13 @@ class ExecJob:
             self._run()
         except ChannelClosed:
             self.signal_group(signal.SIGKILL)
+        except Exception as exc:  # noqa: BLE001 - report it rather than leave the host waiting
+            self.signal_group(signal.SIGKILL)
+            log(f"exec {self.rid} failed in the agent: {exc!r}")
+            try:
+                self._send_exit(None, 0.0, f"agent failure: {exc!r}")
+            except ChannelClosed:
+                pass
         finally:
             with self.lock:
                 self.done = True
@@ -590,6 +597,24 @@ class GetJob:
             try_reply(self.channel, self.rid, f"archiving {self.path!r} failed: {exc}")
 
 
+RNDADDENTROPY = 0x40085203
+RNDRESEEDCRNG = 0x5207
+
+
+def _reseed_crng(fd: int, data: bytes) -> None:
+    """Credit ``data`` as entropy and force a CRNG reseed (root only; else a no-op)."""
+    import fcntl
+    import struct
+
+    if os.geteuid() != 0 or not data:
+        return
+    try:
+        fcntl.ioctl(fd, RNDADDENTROPY, struct.pack("ii", len(data) * 8, len(data)) + data)
+        fcntl.ioctl(fd, RNDRESEEDCRNG)
+    except OSError:
+        pass
+
+
 def reply_status(channel: Channel, rid: int, error: str | None) -> None:
     """Send ``ok``, or ``error`` with ``error`` as its message."""
     if error is None:
@@ -769,9 +794,17 @@ class Agent:
         reply_status(self.channel, rid, None)
 
     def on_seed(self, rid: int, h: Header, body: bytes) -> None:
+        """Mix ``body`` into the entropy pool, then reseed the CRNG when allowed.
+
+        A VM restored from a snapshot would otherwise keep producing the random
+        numbers every other restore of the same snapshot produces. As root the
+        bytes are credited (RNDADDENTROPY) and the CRNG reseeded at once
+        (RNDRESEEDCRNG); otherwise they are only mixed in.
+        """
         try:
             with open("/dev/urandom", "wb") as f:
                 f.write(body)
+                _reseed_crng(f.fileno(), body)
         except OSError as exc:
             raise BadRequest(f"cannot write /dev/urandom: {exc}") from exc
         reply_status(self.channel, rid, None)

@@ -75,7 +75,8 @@ class ExecResult:
     ``exit_code`` is None when a signal ended it (``signal`` says which).
     ``timed_out``: the agent killed it at its timeout. ``duration_s``: from spawn to
     reap, measured in the guest. ``error``: why it could not start (then
-    ``exit_code`` is 127 for a missing executable, 126 otherwise), else None.
+    ``exit_code`` is 127 for a missing executable, 126 otherwise) or why the agent
+    lost track of it (then ``exit_code`` is None), else None.
     ``stdout``/``stderr``: everything the command wrote to that stream, captured
     only when no callback was given for it (else empty): use callbacks for big output.
     """
@@ -269,6 +270,16 @@ class GuestChannel:
         if isinstance(msg, Failed):
             raise GuestOpError(f"guest {what} failed: {msg.message}")
         raise ProtocolError(f"unexpected {type(msg).__name__} frame in reply to {what}")
+
+    def resume(self, hello: Hello) -> None:
+        """Treat the channel as greeted by ``hello``, sent before a snapshot was taken.
+
+        For a VM restored from a snapshot: its agent said hello once, at the
+        original boot, and will not say it again. Check it answers with ``ping``.
+        """
+        if self._hello is None:
+            self._hello = hello
+            self._hello_seen.set()
 
     async def wait_hello(self, timeout: float) -> Hello:
         """Wait for the agent's greeting (at once if it already came and the channel works)."""

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from vmrunner.learning.models import ALL_REPOS
@@ -47,10 +48,14 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _timestamp(when: datetime) -> float:
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
 def prepare(obs: Observation) -> Prepared:
     """The row for ``obs``; computes the signature when it failed. Never touches a database.
 
-    Context strings are cut to their column sizes (200 characters; run id 128,
+    A naive ``finished_at`` is taken as UTC. Context strings are cut to their column sizes (200 characters; run id 128,
     commit 64, kind 16) and the raw command to ``MAX_COMMAND_CHARS``.
     """
     ok = obs.exit_code == 0
@@ -72,7 +77,7 @@ def prepare(obs: Observation) -> Prepared:
         "exit_code": obs.exit_code,
         "ok": ok,
         "duration_s": max(float(obs.duration_s), 0.0),
-        "ts": obs.finished_at.timestamp(),
+        "ts": _timestamp(obs.finished_at),
         "signature_id": None,
     }
     sig = None if ok else signature(obs.output, obs.exit_code)

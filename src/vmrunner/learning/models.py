@@ -76,7 +76,13 @@ observations = Table(
     Column("signature_id", _ID, nullable=True),
     Index("ix_learn_obs_run", "run_id", "job", "step"),
     Index("ix_learn_obs_norm_ok_ts", "norm", "ok", "ts"),
-    Index("ix_learn_obs_sig_ts", "signature_id", "ts"),
+    Index(
+        "ix_learn_obs_sig_ts",
+        "signature_id",
+        "ts",
+        sqlite_where=text("signature_id IS NOT NULL"),
+        postgresql_where=text("signature_id IS NOT NULL"),
+    ),
 )
 
 job_runs = Table(

@@ -24,7 +24,7 @@ class Observation:
     for the first). ``output`` is the tail of stdout and stderr, used only on failure;
     ``env`` is the job's environment (values of secret-looking names are hashed before
     storing). Success means ``exit_code == 0``: record a timeout as a non-zero code.
-    ``finished_at`` must be timezone-aware.
+    ``finished_at`` should be timezone-aware (a naive one is taken as UTC).
     """
 
     command: str

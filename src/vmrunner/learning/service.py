@@ -12,8 +12,8 @@ or run that was never seen is not an error (empty results, ``found=False``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain, islice
 from types import TracebackType
 from typing import Any
@@ -53,7 +53,7 @@ class LearningConfig:
     min_support: int = 5
     prior_strength: float = 4.0
     similarity_threshold: float = 0.6
-    batch_size: int = 5000
+    batch_size: int = 10000
     busy_timeout_s: float = 30.0
 
 
@@ -181,7 +181,9 @@ class LearningService:
 
     def lessons(self, *, min_occurrences: int | None = None, limit: int = 50) -> Lessons:
         """Signatures seen at least ``min_occurrences`` times (default from the config)."""
-        threshold = min_occurrences or self.config.lesson_min_occurrences
+        threshold = (
+            self.config.lesson_min_occurrences if min_occurrences is None else min_occurrences
+        )
         with self.store.read() as conn:
             return Lessons(threshold, insights.lessons(conn, threshold, limit))
 

@@ -55,6 +55,7 @@ _BOILERPLATE = re.compile(
     r"|The above exception was the direct cause|File \".*\", line \d+|\s*\^+\s*$"
     r"|[-=_*#~.\s]{3,}$|\+ |Error: Process completed with exit code)",
 )
+_THREE_LETTERS = re.compile(r"[^\W\d_](?:.*?[^\W\d_]){2}")
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s'\"<>]+", re.I), "<url>"),
     (
@@ -130,7 +131,7 @@ def score_line(line: str) -> float:
         score += 2.0
     if _WEAK.search(line):
         score += 0.5
-    if sum(c.isalpha() for c in line) < 3:
+    if not _THREE_LETTERS.search(line):
         score -= 1.0
     return score
 

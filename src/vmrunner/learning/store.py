@@ -76,6 +76,7 @@ def _sqlite_engine(url: URL, busy_timeout_s: float) -> Engine:
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA wal_autocheckpoint = 8192")
         cur.execute("PRAGMA cache_size = -65536")
         cur.execute("PRAGMA temp_store = MEMORY")
         cur.close()

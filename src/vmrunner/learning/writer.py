@@ -11,11 +11,11 @@ no stale entries. Does not compute anything the pure modules can (see ``batch``)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Executable,
     Table,
     bindparam,
     case,
@@ -24,6 +24,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from vmrunner.learning import cluster, models
 from vmrunner.learning.batch import Prepared, aggregate, job_run_rows
@@ -45,7 +47,7 @@ _COMPILED: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
 def execute_many(
     conn: Connection,
     name: str,
-    build: Callable[[], Executable],
+    build: Callable[[], ClauseElement],
     rows: Sequence[Mapping[str, Any]],
 ) -> None:
     """Run the statement ``build()`` for every row, compiled once per dialect and ``name``.
@@ -58,10 +60,17 @@ def execute_many(
     key = (conn.dialect.name, name)
     if key not in _COMPILED:
         compiled = build().compile(dialect=conn.dialect)
-        _COMPILED[key] = (compiled.string, compiled.positiontup if compiled.positional else None)
+        assert isinstance(compiled, SQLCompiler)
+        order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        _COMPILED[key] = (compiled.string, order)
     sql, order = _COMPILED[key]
     for chunk in _chunks(rows):
-        params = [tuple(r[k] for k in order) for r in chunk] if order is not None else chunk
+        if order is None:
+            params = chunk
+        elif len(order) == 1:
+            params = [(r[order[0]],) for r in chunk]
+        else:
+            params = list(map(itemgetter(*order), chunk))
         conn.exec_driver_sql(sql, params)
 
 
@@ -76,7 +85,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return
     names = tuple(rows[0])
 
-    def build() -> Executable:
+    def build() -> ClauseElement:
         return table.insert().values({n: bindparam(n) for n in names})
 
     execute_many(conn, f"insert:{table.name}:{','.join(names)}", build, rows)
@@ -101,7 +110,7 @@ def upsert(
     names = tuple(rows[0])
     fills = dict(fill_if or {})
 
-    def build() -> Executable:
+    def build() -> ClauseElement:
         stmt = _insert(conn.dialect.name, table).values({n: bindparam(n) for n in names})
         ex, col = stmt.excluded, table.c
         set_: dict[str, Any] = {c: col[c] + ex[c] for c in add}

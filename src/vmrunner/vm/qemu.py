@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shlex
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +25,7 @@ from qemu.qmp import QMPClient, QMPError
 from vmrunner.errors import ChannelError, VmStartError
 from vmrunner.guest.channel import GuestChannel
 from vmrunner.procs import kill_group, proc_start_ticks, require_tool, run_tool, spawn_vmm, tail
-from vmrunner.vm import netns
+from vmrunner.vm import netns, snapshot
 from vmrunner.vm.machine import (
     Accel,
     BootMode,
@@ -108,9 +111,16 @@ def read_tail(path: Path, lines: int = 40) -> str:
 class QemuMachine(Machine):
     """A QEMU VM (KVM or TCG) driven over QMP, with the guest agent on virtio-serial."""
 
-    def __init__(self, spec: MachineSpec, vms_dir: Path) -> None:
+    def __init__(self, spec: MachineSpec, vms_dir: Path, snapshots_dir: Path | None = None) -> None:
+        """``snapshots_dir``: start from (or, the first time, save) a post-boot snapshot.
+
+        Snapshots are used only for VMs without a network device (its host-side
+        state cannot be restored); others always boot cold.
+        """
         super().__init__(spec)
         self.vms_dir = vms_dir
+        self.snapshots_dir = snapshots_dir if spec.network is Network.NONE else None
+        self.restored = False
         self.record: VmRecord | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.qmp: QMPClient | None = None
@@ -143,13 +153,23 @@ class QemuMachine(Machine):
         qemu_img = require_tool("qemu-img", "apt-get install qemu-utils")
         self.record = new_record_dir(self.vms_dir)
         vmdir = self.vmdir
-        run_tool(
-            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.spec.image.rootfs),
-             str(vmdir / "overlay.qcow2")],
-            timeout=30, what="qemu-img create overlay",
-        )  # fmt: skip
         sockdir = socket_dir(self.record)
         self.argv = qemu_argv(self.spec, vmdir, qemu, sockdir)
+        snap: snapshot.Snapshot | None = None
+        self._snap_key = ""
+        if self.snapshots_dir is not None:
+            shape = qemu_argv(self.spec, Path("/vm"), qemu, Path("/vm"))
+            self._snap_key = snapshot.snapshot_key(shape, self.spec.image.digest, qemu)
+            snap = snapshot.find(self.snapshots_dir, self._snap_key)
+        if snap is not None:
+            shutil.copyfile(snap.overlay, vmdir / "overlay.qcow2")
+            self.argv += ["-incoming", f"exec:cat {shlex.quote(str(snap.state))}"]
+        else:
+            run_tool(
+                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.spec.image.rootfs),
+                 str(vmdir / "overlay.qcow2")],
+                timeout=30, what="qemu-img create overlay",
+            )  # fmt: skip
         self.qmp = QMPClient(self.spec.name)
         try:
             await self.qmp.start_server(str(sockdir / "qmp.sock"))
@@ -176,8 +196,10 @@ class QemuMachine(Machine):
         self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
         self.record.save()
         self.timings["spawn_s"] = time.monotonic() - t0
-        await self._wait_connected(accepted)
+        await self._wait_connected(accepted, snap)
         self.timings["agent_ready_s"] = time.monotonic() - t0
+        if snap is None and self.snapshots_dir is not None and self._snap_key:
+            await self._save_snapshot(self.snapshots_dir, self._snap_key)
         log.debug(
             "vm ready", extra={"vm": self.spec.name, "seconds": self.timings["agent_ready_s"]}
         )
@@ -200,7 +222,9 @@ class QemuMachine(Machine):
         raise self._start_error(f"timed out after {timeout:.0f} s {what}")
 
     async def _wait_connected(
-        self, accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        self,
+        accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+        snap: snapshot.Snapshot | None,
     ) -> None:
         assert self.qmp is not None
         deadline = time.monotonic() + self.spec.boot_timeout
@@ -208,6 +232,9 @@ class QemuMachine(Machine):
         await self._race(qmp_task, "waiting for QEMU's QMP connection", 30.0)
         reader, writer = await self._race(accepted, "waiting for the agent channel connection", 30.0)
         self.channel = GuestChannel(reader, writer)
+        if snap is not None:
+            await self._race(asyncio.ensure_future(self._resume(snap)), "restoring the snapshot", 60.0)
+            return
         left = max(1.0, deadline - time.monotonic())
         hello_task: asyncio.Future[Any] = asyncio.ensure_future(
             self.channel.wait_hello(left + 1.0)
@@ -216,6 +243,54 @@ class QemuMachine(Machine):
             await self._race(hello_task, "waiting for the guest agent to start (boot)", left)
         except ChannelError as exc:
             raise self._start_error(f"guest agent channel failed during boot: {exc}") from exc
+
+    async def _resume(self, snap: snapshot.Snapshot) -> None:
+        """Wait for the incoming migration to finish, then check the agent and reset clock and entropy."""
+        assert self.qmp is not None and self.channel is not None
+        while True:
+            status = await self.qmp.execute("query-status")
+            state = status.get("status") if isinstance(status, dict) else None
+            if state == "running":
+                break
+            if state != "inmigrate":  # restored, and paused as the snapshot was taken
+                await self.qmp.execute("cont")
+                break
+            await asyncio.sleep(0.01)
+        self.channel.resume(snap.hello)
+        await self.channel.ping(timeout=30.0)
+        await self.channel.settime(time.time(), timeout=10.0)
+        await self.channel.seed(os.urandom(64), timeout=10.0)
+        self.restored = True
+
+    async def _save_snapshot(self, root: Path, key: str) -> None:
+        """Pause, migrate RAM and devices to a file, copy the overlay, resume. Best effort."""
+        assert self.qmp is not None and self.channel is not None and self.channel.hello is not None
+        t0 = time.monotonic()
+        tmp = snapshot.begin(root)
+        try:
+            await self.qmp.execute("stop")
+            target = shlex.quote(str(tmp / "state"))
+            await self.qmp.execute("migrate", {"uri": f"exec:cat > {target}"})
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                info = await self.qmp.execute("query-migrate")
+                state = info.get("status") if isinstance(info, dict) else None
+                if state == "completed":
+                    break
+                if state in ("failed", "cancelled"):
+                    raise VmStartError(f"snapshot migration {state}: {info}")
+                await asyncio.sleep(0.05)
+            else:
+                raise VmStartError("snapshot migration did not complete within 120 s")
+            shutil.copyfile(self.vmdir / "overlay.qcow2", tmp / "overlay.qcow2")
+            snapshot.commit(root, key, tmp, self.channel.hello)
+        except (QMPError, OSError, VmStartError) as exc:
+            log.warning("could not save a snapshot: %s", exc)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(QMPError, OSError):
+                await self.qmp.execute("cont")
+        self.timings["snapshot_save_s"] = time.monotonic() - t0
 
     async def _execute(self, argv: Sequence[str], opts: ExecOptions) -> CommandResult:
         assert self.channel is not None

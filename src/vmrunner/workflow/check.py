@@ -85,7 +85,7 @@ class CheckOptions:
 
     permissions_policy: PermissionsPolicy = "write"
     max_file_size: int = 1024 * 1024
-    max_call_depth: int = 10
+    max_call_depth: int = 9  # levels below the caller: GitHub allows ten levels in all
     limits: Limits = field(default=DEFAULT_LIMITS)
 
 
@@ -153,51 +153,61 @@ class _Caller:
     options: CheckOptions
     resolver: Resolver
     diagnostics: list[Diagnostic] = field(default_factory=list)
-    checked: set[str] = field(default_factory=set)
+    parsed: dict[str, tuple[Workflow | None, list[Diagnostic]]] = field(default_factory=dict)
 
     def calls(
         self, workflow: Workflow, file: str, allowed: Permissions, stack: tuple[str, ...]
     ) -> None:
+        """Check every reusable-workflow call of ``workflow`` (which lives in ``file``,
+        was reached through ``stack`` and may grant at most ``allowed``)."""
         for job in workflow.jobs:
             if job.uses is None or "${{" in job.uses.text:
                 continue
             grant = job.permissions or workflow.permissions or allowed
-            self.call(job, file, grant, stack)
+            self.call(job, job.uses, file, grant, stack)
 
-    def call(self, job: Job, file: str, grant: Permissions, stack: tuple[str, ...]) -> None:
-        assert job.uses is not None
-        ref = job.uses.text
-        source = self.resolver(ref)
+    def call(
+        self, job: Job, uses: ScalarNode, file: str, grant: Permissions, stack: tuple[str, ...]
+    ) -> None:
+        source = self.resolver(uses.text)
         if source is None:
             return
+        if (problem := self.unreachable(source, uses.text, stack)) is not None:
+            code = "reusable-workflow-missing" if source.text is None else "reusable-workflow"
+            self.diagnostics.append(_diag(file, uses.pos, problem, code))
+            return
+        callee = self.parse(source)
+        if callee is not None:
+            self.diagnostics += _interface(job, uses, file, callee)
+            self.diagnostics += _permissions(job, file, uses.text, callee, grant)
+            self.calls(callee, source.name, grant, (*stack, source.name))
+
+    def unreachable(self, source: WorkflowSource, ref: str, stack: tuple[str, ...]) -> str | None:
         if source.text is None:
-            message = f"Called workflow '{ref}' was not found"
-            self.diagnostics.append(_diag(file, job.uses.pos, message, "reusable-workflow-missing"))
-            return
-        if source.name in stack or len(stack) > self.options.max_call_depth:
-            message = (
-                f"Too many nested reusable workflows calling '{ref}' "
-                f"(a cycle, or more than {self.options.max_call_depth} levels)"
+            return f"Called workflow '{ref}' was not found"
+        if source.name in stack:
+            return f"The workflow '{ref}' calls itself (through {' -> '.join(stack)})"
+        if len(stack) > self.options.max_call_depth:
+            return (
+                f"Calling '{ref}' nests reusable workflows more than "
+                f"{self.options.max_call_depth} levels deep"
             )
-            self.diagnostics.append(_diag(file, job.uses.pos, message, "reusable-workflow"))
-            return
-        callee, found = _parse(source.text, source.name, self.options)
-        if source.name not in self.checked:
-            self.checked.add(source.name)
-            self.diagnostics += found
-        if callee is None:
-            return
-        self.diagnostics += _interface(job, file, ref, callee)
-        self.diagnostics += _permissions(job, file, ref, callee, grant)
-        self.calls(callee, source.name, grant, (*stack, source.name))
+        return None
+
+    def parse(self, source: WorkflowSource) -> Workflow | None:
+        """The called workflow's model; its own problems are reported once, in its file."""
+        if source.name not in self.parsed:
+            assert source.text is not None
+            self.parsed[source.name] = _parse(source.text, source.name, self.options)
+            self.diagnostics += self.parsed[source.name][1]
+        return self.parsed[source.name][0]
 
 
-def _interface(job: Job, file: str, ref: str, callee: Workflow) -> Iterator[Diagnostic]:
+def _interface(job: Job, uses: ScalarNode, file: str, callee: Workflow) -> Iterator[Diagnostic]:
     """Inputs and secrets passed by ``job`` against those ``callee`` declares."""
-    assert job.uses is not None
     if callee.on.get("workflow_call") is None:
-        message = f"The workflow '{ref}' cannot be called: it has no 'workflow_call' trigger"
-        yield _diag(file, job.uses.pos, message, "reusable-workflow")
+        message = f"The workflow '{uses.text}' cannot be called: it has no 'workflow_call' trigger"
+        yield _diag(file, uses.pos, message, "reusable-workflow")
         return
     inputs = {i.name: i for i in callee.on.inputs("workflow_call")}
     given = job.with_.pairs if isinstance(job.with_, MappingNode) else ()
@@ -209,12 +219,11 @@ def _interface(job: Job, file: str, ref: str, callee: Workflow) -> Iterator[Diag
     for name, declared in inputs.items():
         if declared.required and name not in given_names:
             message = f"Input {name} is required, but not provided while calling."
-            yield _diag(file, job.uses.pos, message, "reusable-workflow")
-    yield from _secrets(job, file, callee)
+            yield _diag(file, uses.pos, message, "reusable-workflow")
+    yield from _secrets(job, uses, file, callee)
 
 
-def _secrets(job: Job, file: str, callee: Workflow) -> Iterator[Diagnostic]:
-    assert job.uses is not None
+def _secrets(job: Job, uses: ScalarNode, file: str, callee: Workflow) -> Iterator[Diagnostic]:
     if job.secrets is not None and not isinstance(job.secrets, MappingNode):
         return  # `inherit` passes them all; anything else is the schema's to report
     secrets = {s.name: s for s in callee.on.call_secrets()}
@@ -227,7 +236,7 @@ def _secrets(job: Job, file: str, callee: Workflow) -> Iterator[Diagnostic]:
     for name, declared in secrets.items():
         if declared.required and name not in passed_names:
             message = f"Secret {name} is required, but not provided while calling."
-            yield _diag(file, job.uses.pos, message, "reusable-workflow")
+            yield _diag(file, uses.pos, message, "reusable-workflow")
 
 
 def _permissions(
@@ -271,7 +280,7 @@ def check_text(
     """
     options = options or CheckOptions()
     workflow, found = _parse(text, filename, options)
-    caller = _Caller(options, resolver or _no_resolver, found, {filename})
+    caller = _Caller(options, resolver or _no_resolver, found, {filename: (workflow, [])})
     if workflow is not None:
         top = workflow.permissions or _POLICIES[options.permissions_policy]
         caller.calls(workflow, filename, top, (filename,))

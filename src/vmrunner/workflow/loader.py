@@ -191,13 +191,15 @@ def _as_bool(text: str) -> tuple[bool, Scalar]:
     return (True, _BOOL[text]) if text in _BOOL else (False, None)
 
 
+_MAX_INT_CHARS = 300  # beyond this a number is a float (inf), as GitHub's doubles are
+
+
 def _as_int(text: str) -> tuple[bool, Scalar]:
-    if _INT.match(text):
-        return True, int(text)
-    if _OCT.match(text):
-        return True, int(text[2:], 8)
-    if _HEX.match(text):
-        return True, int(text[2:], 16)
+    for pattern, skip, base in ((_INT, 0, 10), (_OCT, 2, 8), (_HEX, 2, 16)):
+        if pattern.match(text):
+            if len(text) > _MAX_INT_CHARS:
+                return True, float("-inf" if text.startswith("-") else "inf")
+            return True, int(text[skip:], base)
     return False, None
 
 

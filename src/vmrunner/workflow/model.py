@@ -81,7 +81,8 @@ class Permissions:
             return _CEILING.get(scope, "write")
         if self.preset == "read-all":
             return "none" if scope in _NO_READ else "read"
-        return dict(self.scopes).get(scope, "none")
+        level = dict(self.scopes).get(scope, "none")
+        return level if level in LEVELS else "none"  # the schema reports bad levels
 
     def levels(self) -> dict[str, str]:
         """Every known scope's effective level, in :data:`SCOPES` order."""

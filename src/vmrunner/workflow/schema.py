@@ -180,15 +180,44 @@ def _only_required(errors: list[ValidationError]) -> bool:
     return all(e.validator == "required" and not e.relative_path for e in errors)
 
 
+def _expectations(error: ValidationError, nested: bool = False) -> list[str] | None:
+    """What the value should have been, when ``error`` (and every alternative inside it)
+    is about the value itself and can be said in a few words; else None."""
+    if nested and error.relative_path:
+        return None
+    kind, wanted = error.validator, error.validator_value
+    if kind == "type":
+        return [
+            _KINDS.get(str(w), str(w)) for w in (wanted if isinstance(wanted, list) else [wanted])
+        ]
+    if kind == "enum" and len(wanted) <= 12:
+        return [f"'{_text(w)}'" for w in wanted]
+    if kind == "enum":
+        return [f"one of {len(wanted)} known values"]
+    if kind == "const":
+        return [f"'{_text(wanted)}'"]
+    if kind == "pattern" and _EXPRESSION_HINT in str(wanted):
+        return ["a ${{ }} expression"]
+    if kind in ("anyOf", "oneOf") and error.context:
+        found = [_expectations(e, nested=True) for e in error.context]
+        if all(f is not None for f in found):
+            return list(dict.fromkeys(x for f in found if f for x in f))
+    return None
+
+
 def leaf_errors(error: ValidationError) -> Iterator[ValidationError]:
     """Expand alternatives (anyOf/oneOf) into the errors of the best-fitting branch.
 
-    When every alternative fails only for a missing key (a step with neither ``uses``
-    nor ``run``), the alternative error itself is kept so it can say so in one message.
+    The alternative error itself is kept (to be said in one message) when every
+    alternative fails only for a missing key (a step with neither ``uses`` nor ``run``),
+    or only because of what the value itself is (``timeout-minutes: soon`` is neither a
+    number nor an expression).
     """
     if error.validator in ("anyOf", "oneOf") and error.context:
         branches = _branches(error)
-        if len(branches) > 1 and all(_only_required(b) for b in branches.values()):
+        if len(branches) > 1 and (
+            all(_only_required(b) for b in branches.values()) or _expectations(error)
+        ):
             yield error
             return
         for sub in _best_branch(error):
@@ -218,65 +247,41 @@ def _show(value: Any) -> str:
     return f"'{_text(value)}'"
 
 
-def _type_message(error: ValidationError) -> str:
-    wanted = error.validator_value
-    wanted_list = wanted if isinstance(wanted, list) else [wanted]
-    expected = " or ".join(_KINDS.get(str(w), str(w)) for w in wanted_list)
-    if isinstance(error.instance, list):
-        return f"A sequence was not expected (expected {expected})"
-    if isinstance(error.instance, dict):
-        return f"A mapping was not expected (expected {expected})"
-    return f"Unexpected value {_show(error.instance)} (expected {expected})"
+def _unexpected(instance: Any, expected: list[str]) -> str:
+    wanted = ", ".join(expected[:-1]) + " or " + expected[-1] if len(expected) > 1 else expected[0]
+    if isinstance(instance, list | dict):
+        shape = "sequence" if isinstance(instance, list) else "mapping"
+        return f"A {shape} was not expected (expected {wanted})"
+    return f"Unexpected value {_show(instance)} (expected {wanted})"
 
 
-def _enum_message(error: ValidationError) -> str:
-    options = [_text(o) for o in error.validator_value]
-    hint = f" (expected one of: {', '.join(options)})" if len(options) <= 12 else ""
-    return f"Unexpected value {_show(error.instance)}{hint}"
-
-
-def _pattern_message(error: ValidationError) -> str:
-    pattern = str(error.validator_value)
-    if _EXPRESSION_HINT in pattern:
-        return f"Unexpected value {_show(error.instance)} (expected a ${{{{ }}}} expression)"
-    if "ya?ml" in pattern:
+def _simple_message(error: ValidationError) -> str:
+    """The message for an error about one value (not about keys of a mapping)."""
+    kind, wanted = error.validator, error.validator_value
+    if (expected := _expectations(error)) is not None:
+        return _unexpected(error.instance, expected)
+    if kind == "pattern" and "ya?ml" in str(wanted):
         return (
             f"Invalid workflow reference {_show(error.instance)}: expected "
             "'./.github/workflows/FILE.yml' or 'OWNER/REPO/.github/workflows/FILE.yml@REF'"
         )
-    return f"Unexpected value {_show(error.instance)} (must match {pattern})"
-
-
-def _min_message(error: ValidationError) -> str:
-    path = tuple(error.absolute_path)
-    if path == ("jobs",):
-        return "The workflow must contain at least one job"
-    noun = "entry" if error.validator_value == 1 else "entries"
-    return f"At least {error.validator_value} {noun} required here"
-
-
-def _alternatives_message(error: ValidationError) -> str:
-    keys = [k for branch in _branches(error).values() for e in branch for k in e.validator_value]
-    present = [k for k in keys if isinstance(error.instance, dict) and k in error.instance]
-    if len(present) > 1:
-        return f"Only one of {', '.join(present)} may be given here"
-    return f"Required property is missing: one of {', '.join(dict.fromkeys(keys))}"
-
-
-def _simple_message(error: ValidationError) -> str:
-    kind = error.validator
-    if kind == "type":
-        return _type_message(error)
-    if kind == "enum":
-        return _enum_message(error)
-    if kind == "const":
-        return f"Unexpected value {_show(error.instance)} (expected '{error.validator_value}')"
     if kind == "pattern":
-        return _pattern_message(error)
+        return f"Unexpected value {_show(error.instance)} (must match {wanted})"
     if kind in ("minItems", "minProperties", "minLength"):
-        return _min_message(error)
+        if tuple(error.absolute_path) == ("jobs",):
+            return "The workflow must contain at least one job"
+        return f"At least {wanted} {'entry' if wanted == 1 else 'entries'} required here"
     if kind in ("anyOf", "oneOf"):
-        return _alternatives_message(error)
+        instance = error.instance if isinstance(error.instance, dict) else {}
+        if not error.context:  # more than one alternative matched
+            subschemas = wanted if isinstance(wanted, list) else []
+            keys = [
+                k for sub in subschemas if isinstance(sub, dict) for k in sub.get("required", [])
+            ]
+            present = [k for k in dict.fromkeys(keys) if k in instance]
+            return f"Only one of {', '.join(present)} may be given here"
+        missing = [k for e in error.context for k in e.validator_value if k not in instance]
+        return f"Required property is missing: one of {', '.join(dict.fromkeys(missing))}"
     return str(error.message)
 
 
@@ -322,8 +327,22 @@ def _dependency_problems(
             yield SchemaProblem(key_pos(root, path, key), message, path)
 
 
-# Keys whose problems the semantic checks report in better words.
-_OWNED_ELSEWHERE = {("jobs",)}
+# Problems the semantic checks report in GitHub's words instead: (keyword, path), where
+# "*" matches any key or index.
+_OWNED_ELSEWHERE = (
+    ("additionalProperties", ("jobs",)),  # job ids
+    ("minItems", ("jobs", "*", "strategy", "matrix", "*")),  # empty matrix vectors
+)
+
+
+def _owned_elsewhere(error: ValidationError) -> bool:
+    path = tuple(error.absolute_path)
+    return any(
+        error.validator == keyword
+        and len(pattern) == len(path)
+        and all(p in ("*", item) for p, item in zip(pattern, path, strict=True))
+        for keyword, pattern in _OWNED_ELSEWHERE
+    )
 
 
 def validate_schema(root: Node) -> list[SchemaProblem]:
@@ -338,9 +357,7 @@ def validate_schema(root: Node) -> list[SchemaProblem]:
     found: dict[tuple[Pos, str], SchemaProblem] = {}
     for error in _validator().iter_errors(data):
         for leaf in leaf_errors(error):
-            if leaf.validator == "additionalProperties" and tuple(leaf.absolute_path) in (
-                _OWNED_ELSEWHERE
-            ):
+            if _owned_elsewhere(leaf):
                 continue
             for problem in _problems(root, leaf):
                 found.setdefault((problem.pos, problem.message), problem)
@@ -351,7 +368,7 @@ def validate_schema(root: Node) -> list[SchemaProblem]:
 # Most workflows are valid, and jsonschema spends ~5 ms finding that out for a typical
 # file. This compiles the (fixed, small) keyword subset the schema uses into closures
 # that answer only "valid or not", about ten times faster; jsonschema runs only when the
-# answer is "not", to say why. tests/workflow/test_schema_fast.py checks that both agree.
+# answer is "not", to say why. tests/workflow/test_schema.py checks that both agree.
 
 Check = Callable[[Any], bool]
 
@@ -371,7 +388,10 @@ _TYPES: dict[str, Check] = {
     "array": lambda x: isinstance(x, list),
     "string": lambda x: _is_scalar(None, x),
     "number": _is_number,
-    "integer": lambda x: _is_number(x) and float(x).is_integer(),
+    "integer": lambda x: (
+        (isinstance(x, int) and not isinstance(x, bool))
+        or (isinstance(x, float) and x.is_integer())
+    ),
     "boolean": lambda x: isinstance(x, bool),
     "null": lambda x: x is None,
 }

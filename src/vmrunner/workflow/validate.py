@@ -3,7 +3,7 @@
 * Job and step ids: syntax, reserved ``__`` prefix, length, duplicate step ids (case
   insensitive) within a job.
 * ``needs``: unknown jobs, cycles, and at least one job without dependencies.
-* ``runs-on`` runner groups and empty container images.
+* ``runs-on`` runner groups, empty container images and empty matrix vectors.
 * ``${{ }}`` expressions: syntax, length, the ``insert`` directive, and which contexts
   and functions each key may use (GitHub's "context availability" table).
 
@@ -122,7 +122,7 @@ def check_needs(workflow: Workflow) -> Iterator[Problem]:
                     "in the dependency graph."
                 )
                 yield Problem(need.pos, message, "needs")
-    if workflow.jobs and workflow.jobs_node and all(job.needs for job in workflow.jobs):
+    if workflow.jobs and workflow.jobs_node and all(graph.values()):
         message = "The workflow must contain at least one job with no dependencies."
         yield Problem(workflow.jobs_node.pos, message, "needs")
 
@@ -164,6 +164,16 @@ def check_containers(job: Job) -> Iterator[Problem]:
     for candidate in candidates:
         if (empty := _empty_image(candidate)) is not None:
             yield Problem(empty.pos, "Container image cannot be empty", "container")
+
+
+def check_matrix(job: Job) -> Iterator[Problem]:
+    """Every vector of a literal matrix needs at least one value (``include`` and
+    ``exclude`` too). A matrix given as an expression is not looked into."""
+    matrix = job.strategy.matrix if job.strategy else None
+    for key, value in matrix.pairs if isinstance(matrix, MappingNode) else ():
+        if isinstance(value, SequenceNode) and not value.items:
+            message = f"Matrix vector '{key.text}' does not contain any values"
+            yield Problem(value.pos, message, "matrix")
 
 
 # ---- expressions -------------------------------------------------------------------
@@ -311,7 +321,8 @@ def check_scalar(node: ScalarNode, path: tuple[str | int, ...]) -> Iterator[Prob
     if rule is None:
         return
     if condition and not has_expression:
-        yield from _check_expression(node.value, rule, node.pos)
+        if node.value.strip():  # an empty `if` is the default condition
+            yield from _check_expression(node.value, rule, node.pos)
     else:
         yield from _check_template(node, rule)
 
@@ -338,5 +349,6 @@ def validate_workflow(workflow: Workflow) -> list[Problem]:
     problems = [*check_job_ids(workflow), *check_needs(workflow)]
     for job in workflow.jobs:
         problems += [*check_step_ids(job), *check_runs_on(job), *check_containers(job)]
+        problems += check_matrix(job)
     problems += check_expressions(workflow.node)
     return sorted(problems, key=lambda p: (p.pos.line, p.pos.col))

@@ -17,6 +17,7 @@ depends_on = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _FLAKY = "ok > 0 AND ok < n"
+_FAILED = "signature_id IS NOT NULL"
 
 
 def _counts() -> list[sa.Column[int]]:
@@ -53,7 +54,13 @@ def _observations() -> None:
     )
     op.create_index("ix_learn_obs_run", "learn_observations", ["run_id", "job", "step"])
     op.create_index("ix_learn_obs_norm_ok_ts", "learn_observations", ["norm", "ok", "ts"])
-    op.create_index("ix_learn_obs_sig_ts", "learn_observations", ["signature_id", "ts"])
+    op.create_index(
+        "ix_learn_obs_sig_ts",
+        "learn_observations",
+        ["signature_id", "ts"],
+        sqlite_where=sa.text(_FAILED),
+        postgresql_where=sa.text(_FAILED),
+    )
 
 
 def _job_runs() -> None:
