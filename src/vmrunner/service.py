@@ -8,14 +8,16 @@ that fails in the guest is a result, not an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmrunner.config import Settings
-from vmrunner.errors import ConfigError
+from vmrunner.errors import ConfigError, VmStartError
 from vmrunner.images.cache import Image, ImageCache
 from vmrunner.vm.kvm import KvmStatus, choose_accel, kvm_status
 from vmrunner.vm.machine import (
@@ -30,6 +32,7 @@ from vmrunner.vm.qemu import QemuMachine
 from vmrunner.vm.records import GcReport, collect
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def _noop(_msg: str) -> None:
@@ -130,6 +133,58 @@ class ExecOutcome:
         }
 
 
+async def _launch(spec: MachineSpec, settings: Settings, *, use_snapshot: bool) -> QemuMachine:
+    """Launch a VM, from a snapshot when allowed; a snapshot that fails to restore is
+    deleted and the VM boots cold instead (the next cold boot saves a new one)."""
+    machine = QemuMachine(spec, settings.vms_dir, snapshots_dir(settings) if use_snapshot else None)
+    try:
+        await machine.launch()
+    except VmStartError as exc:
+        if machine.snapshot_used is None:
+            raise
+        log.warning("snapshot %s failed to restore (%s); booting cold", machine.snapshot_used, exc)
+        shutil.rmtree(machine.snapshot_used, ignore_errors=True)
+        machine = QemuMachine(spec, settings.vms_dir, snapshots_dir(settings))
+        await machine.launch()
+    return machine
+
+
+@contextlib.asynccontextmanager
+async def machine(
+    settings: Settings,
+    *,
+    image: str = "debian",
+    accel: str = "auto",
+    cpus: int = 2,
+    memory_mib: int = 1024,
+    network: str = "none",
+    boot_mode: str = "fast",
+    boot_timeout: float = 120.0,
+    use_snapshot: bool = True,
+    name: str = "vm",
+    progress: Progress = _noop,
+) -> AsyncIterator[QemuMachine]:
+    """A running VM for the duration of the ``async with`` block, then torn down.
+
+    Resolves the accelerator (``kvm`` raises ``KvmUnavailableError`` at once when
+    KVM is not functional), builds the image on first use, boots (from a snapshot
+    when possible) and always shuts the VM down, even on error or cancellation.
+    ``machine.spec.accel`` says which accelerator was used.
+    """
+    gc(settings)
+    chosen, _kvm = await asyncio.to_thread(choose_accel, accel, kvm_cache_file(settings))
+    img = await asyncio.to_thread(ImageCache(settings.images_dir).ensure, image, progress)
+    spec = MachineSpec(
+        image=img, accel=chosen, cpus=cpus, memory_mib=memory_mib, network=Network(network),
+        boot_mode=BootMode(boot_mode), boot_timeout=boot_timeout, name=name,
+    )  # fmt: skip
+    vm = await _launch(spec, settings, use_snapshot=use_snapshot)
+    try:
+        yield vm
+    finally:
+        await vm.shutdown(graceful=False)
+
+
 def _validate(req: ExecRequest) -> tuple[Network, BootMode]:
     if not req.argv:
         raise ConfigError("exec needs a command: vmrunner exec [OPTIONS] -- CMD [ARGS...]")
@@ -171,8 +226,9 @@ async def exec_command(
     )  # fmt: skip
     timings: dict[str, float] = {"prepare_s": time.monotonic() - t0}
     progress(f"booting a {image.name} VM ({accel.value})")
-    machine = QemuMachine(spec, settings.vms_dir, snapshots_dir(settings) if req.snapshot else None)
-    async with machine:
+    machine = await _launch(spec, settings, use_snapshot=req.snapshot)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(machine.shutdown, graceful=False)
         timings.update(machine.timings)
         for c in req.copy_in:
             await machine.copy_in(Path(c.src), c.dst)

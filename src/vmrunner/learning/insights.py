@@ -54,15 +54,15 @@ def _fix_in_context(conn: Connection, sig_id: int, ctx: Row[Any]) -> CandidateFi
     failing = sorted({(r.run_id, r.job) for r in runs if r.n_failed})
     if not failing:
         return None
+    # Filter on the signature in Python: by run id the lookup stays on the run index,
+    # whereas a signature condition may lead the planner to scan all its occurrences.
     failing_ids = sorted({run_id for run_id, _ in failing})
-    with_sig = {
-        (r[0], r[1])
-        for r in conn.execute(
-            select(o.c.run_id, o.c.job).where(
-                o.c.run_id.in_(failing_ids), o.c.signature_id == sig_id
-            )
+    rows = conn.execute(
+        select(o.c.run_id, o.c.job, o.c.signature_id).where(
+            o.c.run_id.in_(failing_ids), o.c.ok == false()
         )
-    }
+    )
+    with_sig = {(r[0], r[1]) for r in rows if r[2] == sig_id}
     for i in range(len(runs) - 1, -1, -1):
         if (runs[i].run_id, runs[i].job) not in with_sig:
             continue

@@ -206,12 +206,16 @@ class Machine(abc.ABC):
         self._require(State.RUNNING)
         await self._copy_out(guest_src, host_dst, timeout)
 
-    async def shutdown(self, soft_timeout: float = 5.0) -> None:
-        """Soft shutdown, then hard after ``soft_timeout``; idempotent, always cleans up."""
+    async def shutdown(self, soft_timeout: float = 5.0, *, graceful: bool = True) -> None:
+        """Soft shutdown, then hard after ``soft_timeout``; idempotent, always cleans up.
+
+        ``graceful=False`` skips the soft step: for a throwaway VM whose disk is
+        discarded there is nothing for the guest to flush.
+        """
         if self._state in (State.STOPPED, State.IDLE):
             self._set(State.STOPPED)
             return
-        if self._state is State.RUNNING:
+        if self._state is State.RUNNING and graceful:
             self._set(State.STOPPING)
             try:
                 await self._soft_shutdown(soft_timeout)

@@ -121,6 +121,7 @@ class QemuMachine(Machine):
         self.vms_dir = vms_dir
         self.snapshots_dir = snapshots_dir if spec.network is Network.NONE else None
         self.restored = False
+        self.snapshot_used: Path | None = None
         self.record: VmRecord | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.qmp: QMPClient | None = None
@@ -162,6 +163,7 @@ class QemuMachine(Machine):
             self._snap_key = snapshot.snapshot_key(shape, self.spec.image.digest, qemu)
             snap = snapshot.find(self.snapshots_dir, self._snap_key)
         if snap is not None:
+            self.snapshot_used = snap.path
             shutil.copyfile(snap.overlay, vmdir / "overlay.qcow2")
             self.argv += ["-incoming", f"exec:cat {shlex.quote(str(snap.state))}"]
         else:

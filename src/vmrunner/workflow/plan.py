@@ -23,8 +23,15 @@ from typing import Any, Literal
 
 from vmrunner.errors import UserInputError
 
-from .expressions import STATUS_FUNCTIONS, Node, find_expressions, parse, referenced_functions, to_bool
-from .expressions.evaluator import evaluate_node
+from .expressions import (
+    STATUS_FUNCTIONS,
+    Node,
+    evaluate,
+    find_expressions,
+    parse,
+    referenced_functions,
+    to_bool,
+)
 from .expressions.nodes import Call
 from .expressions.nodes import Literal as LiteralNode
 
@@ -214,7 +221,7 @@ def job_should_run(if_expr: str | None, contexts: Mapping[str, Any], status: Nee
     not in ``contexts``. Does not look at ``needs`` results: ``status`` carries them.
     """
     node = parse(implicit_success(if_expr), allowed_contexts=contexts)
-    return to_bool(evaluate_node(bind_status_functions(node, status), contexts, None))
+    return to_bool(evaluate(bind_status_functions(node, status), contexts))
 
 
 def bind_status_functions(node: Node, status: NeedsStatus) -> Node:

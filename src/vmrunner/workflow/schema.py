@@ -127,10 +127,6 @@ def key_pos(root: Node, path: Sequence[PathItem], key: str) -> Pos:
 _EXPRESSION_HINT = r"\$\{\{"
 
 
-def _root_errors(errors: list[ValidationError]) -> list[ValidationError]:
-    return [e for e in errors if not e.relative_path]
-
-
 def _fits(error: ValidationError) -> bool:
     """False when ``error`` says the value has the wrong shape for its alternative."""
     if error.relative_path:
@@ -171,7 +167,8 @@ def _best_branch(error: ValidationError) -> list[ValidationError]:
     def score(item: tuple[int, list[ValidationError]]) -> tuple[int, int, int, int, int]:
         index, errors = item
         misfit = 0 if all(_fits(e) for e in errors) else 1
-        return (misfit, int(_weak(errors)), len(_root_errors(errors)), len(errors), index)
+        at_root = sum(1 for e in errors if not e.relative_path)
+        return (misfit, int(_weak(errors)), at_root, len(errors), index)
 
     return min(_branches(error).items(), key=score)[1]
 
