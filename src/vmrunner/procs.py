@@ -182,3 +182,34 @@ def run_probe(argv: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
         kill_group(proc.pid, grace=0.2)
         proc.wait()
         raise
+
+
+def run_capture(
+    argv: Sequence[str], *, timeout: float, cwd: Path | None = None
+) -> tuple[int | None, bytes, bytes]:
+    """Run a short host command (``git`` ...) and return (exit status, stdout, stderr);
+    the status is None when it timed out (its process group is then killed). Never
+    raises for the command's failure; raises ``ToolMissingError`` when it is not found.
+    """
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissingError(argv[0]) from exc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, grace=0.2)
+        out, err = proc.communicate()
+        return None, out, err
+    except BaseException:
+        kill_group(proc.pid, grace=0.2)
+        proc.wait()
+        raise

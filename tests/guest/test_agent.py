@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import time
 import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -188,14 +189,21 @@ def test_timeout_escalates_to_sigkill() -> None:
     run(main)
 
 
-def test_background_child_holding_the_pipes_does_not_hang_the_exec() -> None:
+def test_background_child_holding_the_pipes_does_not_hang_the_exec_and_survives() -> None:
+    """``cmd &`` in a step: the exec ends promptly, the background job keeps running
+    (as between the steps of a GitHub Actions job) until the agent ends."""
+
     async def main() -> None:
         async with agent_channel() as (chan, _):
+            started = time.monotonic()
             result = await chan.exec(script="sleep 30 & echo $!; echo bye")
+            assert time.monotonic() - started < 10
             background = int(result.stdout.split()[0])
             try:
                 assert (result.exit_code, result.stdout.split()[1]) == (0, b"bye")
-                assert await wait_gone(background)
+                os.kill(background, 0)  # still alive
+                again = await chan.exec(argv=["kill", "-0", str(background)])
+                assert again.exit_code == 0
             finally:
                 kill_quietly(background)
 

@@ -70,10 +70,37 @@ SCENARIOS: list[tuple[str, list[Step]]] = [
     (
         "group names are case-insensitive; groups are independent",
         [
-            ("admit", "Deploy-Prod", "r1", False, Decision(True), {"deploy-prod": ("r1", None, False)}),
-            ("admit", "other", "r2", True, Decision(True), {"deploy-prod": ("r1", None, False), "other": ("r2", None, False)}),
-            ("admit", "deploy-PROD", "r3", True, Decision(False, ("r1",)), {"deploy-prod": ("r1", "r3", True), "other": ("r2", None, False)}),
-            ("finish", "DEPLOY-prod", "r1", "r3", {"deploy-prod": ("r3", None, False), "other": ("r2", None, False)}),
+            (
+                "admit",
+                "Deploy-Prod",
+                "r1",
+                False,
+                Decision(True),
+                {"deploy-prod": ("r1", None, False)},
+            ),
+            (
+                "admit",
+                "other",
+                "r2",
+                True,
+                Decision(True),
+                {"deploy-prod": ("r1", None, False), "other": ("r2", None, False)},
+            ),
+            (
+                "admit",
+                "deploy-PROD",
+                "r3",
+                True,
+                Decision(False, ("r1",)),
+                {"deploy-prod": ("r1", "r3", True), "other": ("r2", None, False)},
+            ),
+            (
+                "finish",
+                "DEPLOY-prod",
+                "r1",
+                "r3",
+                {"deploy-prod": ("r3", None, False), "other": ("r2", None, False)},
+            ),
         ],
     ),
     (
@@ -137,7 +164,9 @@ def test_admitting_a_run_twice_is_a_bug() -> None:
 
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["admit", "finish"]), st.sampled_from(["a", "B", "b"]), st.booleans()),
+    st.tuples(
+        st.sampled_from(["admit", "finish"]), st.sampled_from(["a", "B", "b"]), st.booleans()
+    ),
     max_size=40,
 )
 
@@ -175,5 +204,7 @@ def test_invariants(ops: list[tuple[str, str, bool]]) -> None:
     pending = [g.pending for g in state.groups.values() if g.pending]
     assert len(started) == len(set(started))
     assert not set(started) & set(cancelled_pending)
-    assert sorted(started + cancelled_pending + pending) == sorted(f"r{i}" for i in range(1, counter + 1))
+    assert sorted(started + cancelled_pending + pending) == sorted(
+        f"r{i}" for i in range(1, counter + 1)
+    )
     assert {k.lower(): g.running for k, g in state.groups.items()} == running

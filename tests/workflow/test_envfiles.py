@@ -34,7 +34,7 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     # docs: multiline strings
     (
         "docs heredoc",
-        "JSON_RESPONSE<<EOF\n{\n  \"a\": 1\n}\nEOF\n",
+        'JSON_RESPONSE<<EOF\n{\n  "a": 1\n}\nEOF\n',
         [("JSON_RESPONSE", '{\n  "a": 1\n}')],
     ),
     ("heredoc without final newline", "A<<EOF\nx\nEOF", [("A", "x")]),
@@ -44,7 +44,11 @@ CASES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("delimiter inside a line is value", "A<<EOF\nxEOF\nEOF x\nEOF\n", [("A", "xEOF\nEOF x")]),
     ("indented delimiter is value", "A<<EOF\n EOF\nEOF\n", [("A", " EOF")]),
     ("heredoc name with equals after", "A<<B=C\nv\nB=C\n", [("A", "v")]),
-    ("random delimiter", "V<<ghadelimiter_1f2e\nline1\nline2\nghadelimiter_1f2e\n", [("V", "line1\nline2")]),
+    (
+        "random delimiter",
+        "V<<ghadelimiter_1f2e\nline1\nline2\nghadelimiter_1f2e\n",
+        [("V", "line1\nline2")],
+    ),
     ("heredoc then simple", "A<<X\n1\nX\nB=2\n", [("A", "1"), ("B", "2")]),
     ("bom ignored", "\ufeffA=1\n", [("A", "1")]),
 ]
@@ -92,7 +96,7 @@ def test_errors(text: str, message: str) -> None:
 
 
 def test_error_names_the_file_kind() -> None:
-    with pytest.raises(EnvFileError, match="^GITHUB_ENV line 1") as info:
+    with pytest.raises(EnvFileError, match=r"^GITHUB_ENV line 1") as info:
         parse_env_file("oops\n")
     assert (info.value.kind, info.value.line) == ("GITHUB_ENV", 1)
 
@@ -105,7 +109,9 @@ def test_node_options_is_blocked_in_github_env_only() -> None:
     assert parse_output_file("NODE_OPTIONS=x\n").pairs == (("NODE_OPTIONS", "x"),)
 
 
-names = st.text(alphabet="ABCxyz_09-. ", min_size=1, max_size=8).filter(lambda n: "=" not in n and "<<" not in n)
+names = st.text(alphabet="ABCxyz_09-. ", min_size=1, max_size=8).filter(
+    lambda n: "=" not in n and "<<" not in n
+)
 values = st.text(alphabet="abc =<>\t\r\n%😊", max_size=20)
 
 

@@ -267,10 +267,15 @@ vectors = st.dictionaries(st.sampled_from(["a", "b", "c"]), vector_values, min_s
 @given(vectors)
 def test_product_size_and_order(matrix: dict[str, list[Any]]) -> None:
     jobs = expand_matrix(matrix)
-    assert jobs == [dict(zip(matrix, combo, strict=True)) for combo in itertools.product(*matrix.values())]
+    assert jobs == [
+        dict(zip(matrix, combo, strict=True)) for combo in itertools.product(*matrix.values())
+    ]
 
 
-@given(vectors, st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 3), max_size=2)))
+@given(
+    vectors,
+    st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 3), max_size=2)),
+)
 def test_exclude_removes_exactly_matching(
     matrix: dict[str, list[Any]], exclude: list[dict[str, Any]]
 ) -> None:
@@ -281,7 +286,10 @@ def test_exclude_removes_exactly_matching(
     assert len(jobs) <= len(expand_matrix(matrix))
 
 
-@given(vectors, st.lists(st.dictionaries(st.sampled_from(["a", "d", "e"]), st.integers(0, 3), max_size=2)))
+@given(
+    vectors,
+    st.lists(st.dictionaries(st.sampled_from(["a", "d", "e"]), st.integers(0, 3), max_size=2)),
+)
 def test_include_never_changes_original_values(
     matrix: dict[str, list[Any]], include: list[dict[str, Any]]
 ) -> None:
@@ -305,7 +313,7 @@ def test_strategy_context(args: tuple[Any, ...], expected: dict[str, Any]) -> No
 
 @pytest.mark.parametrize(("args"), [(4, 4), (-1, 4), (0, 0), (0, 2, True, 0)])
 def test_strategy_context_rejects_bad_arguments(args: tuple[Any, ...]) -> None:
-    with pytest.raises(ValueError, match="job index|max_parallel"):
+    with pytest.raises(ValueError, match=r"job index|max_parallel"):
         strategy_context(*args)
 
 

@@ -24,7 +24,13 @@ from vmrunner.workflow.plan import (
     uses_status_function,
 )
 
-DIAMOND = {"build": None, "lint": [], "test": ["build"], "docs": "build", "deploy": ["test", "docs", "lint"]}
+DIAMOND = {
+    "build": None,
+    "lint": [],
+    "test": ["build"],
+    "docs": "build",
+    "deploy": ["test", "docs", "lint"],
+}
 
 
 def test_from_needs_normalises() -> None:
@@ -62,7 +68,11 @@ def test_from_needs_errors(needs: dict[str, Any], message: str) -> None:
         # per-job scheduling: test is ready while lint still runs, no stage barrier
         ({"build": "failure"}, (), ("lint", "test", "docs")),
         ({"build": "success", "test": "success", "docs": "skipped"}, ("lint",), ()),
-        ({"build": "success", "test": "success", "docs": "skipped", "lint": "cancelled"}, (), ("deploy",)),
+        (
+            {"build": "success", "test": "success", "docs": "skipped", "lint": "cancelled"},
+            (),
+            ("deploy",),
+        ),
         (dict.fromkeys(DIAMOND, "success"), (), ()),
     ],
 )
@@ -73,7 +83,11 @@ def test_ready(done: dict[str, str], running: tuple[str, ...], expected: tuple[s
 def test_topological_order() -> None:
     graph = JobGraph.from_needs(DIAMOND)
     assert topological_order(graph) == ("build", "lint", "test", "docs", "deploy")
-    assert JobGraph.from_needs({"c": ["b"], "b": ["a"], "a": None}).topological_order() == ("a", "b", "c")
+    assert JobGraph.from_needs({"c": ["b"], "b": ["a"], "a": None}).topological_order() == (
+        "a",
+        "b",
+        "c",
+    )
     assert JobGraph.from_needs({}).topological_order() == ()
 
 
@@ -82,12 +96,19 @@ def dags(draw: st.DrawFn) -> dict[str, list[str]]:
     """Random DAGs: each job needs only jobs with a smaller index, declared in any order."""
     count = draw(st.integers(0, 12))
     names = [f"j{i}" for i in range(count)]
-    needs = {name: draw(st.lists(st.sampled_from(names[:i]), max_size=4)) if i else [] for i, name in enumerate(names)}
+    needs = {
+        name: draw(st.lists(st.sampled_from(names[:i]), max_size=4)) if i else []
+        for i, name in enumerate(names)
+    }
     order = draw(st.permutations(names))
     return {name: needs[name] for name in order}
 
 
-@given(dags(), st.randoms(use_true_random=False), st.lists(st.sampled_from(["success", "failure", "skipped"])))
+@given(
+    dags(),
+    st.randoms(use_true_random=False),
+    st.lists(st.sampled_from(["success", "failure", "skipped"])),
+)
 def test_ready_runs_every_job_once_after_its_needs(
     needs: dict[str, list[str]], rng: Any, results: list[str]
 ) -> None:
@@ -127,10 +148,16 @@ def test_ancestors_are_transitive_needs(needs: dict[str, list[str]]) -> None:
         ("", "success()"),
         ("  ", "success()"),
         ("github.ref == 'refs/heads/main'", "success() && (github.ref == 'refs/heads/main')"),
-        ("${{ github.ref == 'refs/heads/main' }}", "success() && (github.ref == 'refs/heads/main')"),
+        (
+            "${{ github.ref == 'refs/heads/main' }}",
+            "success() && (github.ref == 'refs/heads/main')",
+        ),
         ("always()", "always()"),
         ("${{ always() }}", "always()"),
-        ("${{ !cancelled() && needs.a.result == 'skipped' }}", "!cancelled() && needs.a.result == 'skipped'"),
+        (
+            "${{ !cancelled() && needs.a.result == 'skipped' }}",
+            "!cancelled() && needs.a.result == 'skipped'",
+        ),
         ("failure() || github.event_name == 'push'", "failure() || github.event_name == 'push'"),
         ("SUCCESS()", "SUCCESS()"),
         ("!failure()", "!failure()"),
@@ -170,7 +197,10 @@ def test_needs_status_rejects_unknown_results() -> None:
         NeedsStatus.of(["passed"])
 
 
-CONTEXTS: dict[str, Any] = {"github": {"ref": "refs/heads/main"}, "needs": {"a": {"result": "skipped"}}}
+CONTEXTS: dict[str, Any] = {
+    "github": {"ref": "refs/heads/main"},
+    "needs": {"a": {"result": "skipped"}},
+}
 
 # (if, ancestor results, run cancelled, runs?)
 SKIP_RULE: list[tuple[str | None, list[str], bool, bool]] = [
@@ -200,7 +230,9 @@ SKIP_RULE: list[tuple[str | None, list[str], bool, bool]] = [
 
 
 @pytest.mark.parametrize(("if_expr", "results", "cancelled", "runs"), SKIP_RULE)
-def test_job_should_run(if_expr: str | None, results: list[str], cancelled: bool, runs: bool) -> None:
+def test_job_should_run(
+    if_expr: str | None, results: list[str], cancelled: bool, runs: bool
+) -> None:
     status = NeedsStatus.of(results, run_cancelled=cancelled)
     assert job_should_run(if_expr, CONTEXTS, status) is runs
     if not needs_satisfied(results, if_expr):

@@ -26,7 +26,11 @@ REF_PATTERNS: list[tuple[list[str], list[str], list[str]]] = [
         ["feature/beta-a/my-branch", "feature/your-branch", "feature/mona/the/octocat"],
         ["features/x", "feature"],
     ),
-    (["main", "releases/mona-the-octocat"], ["main", "releases/mona-the-octocat"], ["mainx", "Main"]),
+    (
+        ["main", "releases/mona-the-octocat"],
+        ["main", "releases/mona-the-octocat"],
+        ["mainx", "Main"],
+    ),
     (["*"], ["main", "releases"], ["all/the/branches"]),
     (["**"], ["all/the/branches", "every/tag", "main"], []),
     (["*feature"], ["mona-feature", "feature", "ver-10-feature"], ["feature-x", "a/feature"]),
@@ -40,7 +44,11 @@ REF_PATTERNS: list[tuple[list[str], list[str], list[str]]] = [
     (["a.b"], ["a.b"], ["axb"]),
     (["?x", "+y"], ["?x", "+y"], ["x", "y"]),
     # negation: order matters, the last matching pattern wins
-    (["releases/**", "!releases/**-alpha"], ["releases/10", "releases/beta/mona"], ["releases/10-alpha"]),
+    (
+        ["releases/**", "!releases/**-alpha"],
+        ["releases/10", "releases/beta/mona"],
+        ["releases/10-alpha"],
+    ),
     (["!releases/**-alpha", "releases/**"], ["releases/10", "releases/10-alpha"], ["main"]),
     (["*", "!main", "ma*"], ["main", "dev"], ["a/b"]),
     (["!main"], [], ["main", "dev"]),
@@ -125,7 +133,9 @@ def push(ref: str, files: list[str] | None = None) -> EventInfo:
     return EventInfo(ref=ref, changed_files=files)
 
 
-def pr(base: str | None, action: str | None = "opened", files: list[str] | None = None) -> EventInfo:
+def pr(
+    base: str | None, action: str | None = "opened", files: list[str] | None = None
+) -> EventInfo:
     return EventInfo(base_ref=base, action=action, changed_files=files)
 
 
@@ -137,7 +147,13 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
     ("list other", ["push", "fork"], "issues", EventInfo(action="opened"), False),
     ("mapping null", {"push": None}, "push", push("refs/tags/v1"), True),
     ("mapping empty", {"push": {}}, "push", push("refs/heads/x"), True),
-    ("dispatch", {"workflow_dispatch": {"inputs": {"a": {}}}}, "workflow_dispatch", EventInfo(), True),
+    (
+        "dispatch",
+        {"workflow_dispatch": {"inputs": {"a": {}}}},
+        "workflow_dispatch",
+        EventInfo(),
+        True,
+    ),
     ("call", {"workflow_call": None}, "workflow_call", EventInfo(), True),
     # types and defaults
     ("pr default opened", {"pull_request": None}, "pull_request", pr("main"), True),
@@ -145,14 +161,44 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
     ("pr default closed", {"pull_request": None}, "pull_request", pr("main", "closed"), False),
     ("pr default labeled", ["pull_request"], "pull_request", pr("main", "labeled"), False),
     ("prt default closed", "pull_request_target", "pull_request_target", pr("m", "closed"), False),
-    ("pr types closed", {"pull_request": {"types": ["closed"]}}, "pull_request", pr("m", "closed"), True),
-    ("pr types excl", {"pull_request": {"types": ["closed"]}}, "pull_request", pr("m", "opened"), False),
-    ("pr types str", {"pull_request": {"types": "closed"}}, "pull_request", pr("m", "closed"), True),
+    (
+        "pr types closed",
+        {"pull_request": {"types": ["closed"]}},
+        "pull_request",
+        pr("m", "closed"),
+        True,
+    ),
+    (
+        "pr types excl",
+        {"pull_request": {"types": ["closed"]}},
+        "pull_request",
+        pr("m", "opened"),
+        False,
+    ),
+    (
+        "pr types str",
+        {"pull_request": {"types": "closed"}},
+        "pull_request",
+        pr("m", "closed"),
+        True,
+    ),
     ("pr action unknown", "pull_request", "pull_request", pr("main", None), True),
     ("issues default all", {"issues": None}, "issues", EventInfo(action="labeled"), True),
-    ("issues types", {"issues": {"types": ["opened"]}}, "issues", EventInfo(action="labeled"), False),
+    (
+        "issues types",
+        {"issues": {"types": ["opened"]}},
+        "issues",
+        EventInfo(action="labeled"),
+        False,
+    ),
     ("label types", {"label": {"types": ["created"]}}, "label", EventInfo(action="created"), True),
-    ("release types", {"release": {"types": ["published"]}}, "release", EventInfo(action="created"), False),
+    (
+        "release types",
+        {"release": {"types": ["published"]}},
+        "release",
+        EventInfo(action="created"),
+        False,
+    ),
     (
         "repository_dispatch types",
         {"repository_dispatch": {"types": ["on-demand-test"]}},
@@ -162,17 +208,53 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
     ),
     # push branches / tags
     ("push branches main", {"push": {"branches": ["main"]}}, "push", push("refs/heads/main"), True),
-    ("push branches other", {"push": {"branches": ["main"]}}, "push", push("refs/heads/dev"), False),
+    (
+        "push branches other",
+        {"push": {"branches": ["main"]}},
+        "push",
+        push("refs/heads/dev"),
+        False,
+    ),
     ("push bare ref", {"push": {"branches": ["main"]}}, "push", push("main"), True),
     ("branches only, tag", {"push": {"branches": ["**"]}}, "push", push("refs/tags/v1"), False),
     ("tags only, branch", {"push": {"tags": ["**"]}}, "push", push("refs/heads/main"), False),
-    ("tags-ignore only, branch", {"push": {"tags-ignore": ["v*"]}}, "push", push("refs/heads/m"), False),
+    (
+        "tags-ignore only, branch",
+        {"push": {"tags-ignore": ["v*"]}},
+        "push",
+        push("refs/heads/m"),
+        False,
+    ),
     ("tags v2", {"push": {"tags": ["v2", "v1.*"]}}, "push", push("refs/tags/v1.9.1"), True),
     ("tags no", {"push": {"tags": ["v2", "v1.*"]}}, "push", push("refs/tags/v3"), False),
-    ("both, tag", {"push": {"branches": ["main"], "tags": ["v*"]}}, "push", push("refs/tags/v1"), True),
-    ("both, branch", {"push": {"branches": ["main"], "tags": ["v*"]}}, "push", push("refs/heads/main"), True),
-    ("no ref filter, tag", {"push": {"paths": ["src/**"]}}, "push", push("refs/tags/v1", ["a"]), True),
-    ("other ref, filters", {"push": {"branches": ["**"]}}, "push", push("refs/pull/1/merge"), False),
+    (
+        "both, tag",
+        {"push": {"branches": ["main"], "tags": ["v*"]}},
+        "push",
+        push("refs/tags/v1"),
+        True,
+    ),
+    (
+        "both, branch",
+        {"push": {"branches": ["main"], "tags": ["v*"]}},
+        "push",
+        push("refs/heads/main"),
+        True,
+    ),
+    (
+        "no ref filter, tag",
+        {"push": {"paths": ["src/**"]}},
+        "push",
+        push("refs/tags/v1", ["a"]),
+        True,
+    ),
+    (
+        "other ref, filters",
+        {"push": {"branches": ["**"]}},
+        "push",
+        push("refs/pull/1/merge"),
+        False,
+    ),
     ("other ref, no filters", {"push": {}}, "push", push("refs/pull/1/merge"), True),
     ("unknown ref", {"push": {"branches": ["main"]}}, "push", EventInfo(), True),
     ("empty branches", {"push": {"branches": []}}, "push", push("refs/heads/main"), False),
@@ -194,28 +276,48 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
     (
         # docs: "Example: Excluding branches and tags"
         "docs exclude",
-        {"push": {"branches-ignore": ["mona/octocat", "releases/**-alpha"], "tags-ignore": ["v2", "v1.*"]}},
+        {
+            "push": {
+                "branches-ignore": ["mona/octocat", "releases/**-alpha"],
+                "tags-ignore": ["v2", "v1.*"],
+            }
+        },
         "push",
         push("refs/heads/releases/beta/3-alpha"),
         False,
     ),
     (
         "docs exclude passes",
-        {"push": {"branches-ignore": ["mona/octocat", "releases/**-alpha"], "tags-ignore": ["v2", "v1.*"]}},
+        {
+            "push": {
+                "branches-ignore": ["mona/octocat", "releases/**-alpha"],
+                "tags-ignore": ["v2", "v1.*"],
+            }
+        },
         "push",
         push("refs/heads/releases/10"),
         True,
     ),
     (
         "docs exclude tag",
-        {"push": {"branches-ignore": ["mona/octocat", "releases/**-alpha"], "tags-ignore": ["v2", "v1.*"]}},
+        {
+            "push": {
+                "branches-ignore": ["mona/octocat", "releases/**-alpha"],
+                "tags-ignore": ["v2", "v1.*"],
+            }
+        },
         "push",
         push("refs/tags/v1.9"),
         False,
     ),
     (
         "docs exclude tag passes",
-        {"push": {"branches-ignore": ["mona/octocat", "releases/**-alpha"], "tags-ignore": ["v2", "v1.*"]}},
+        {
+            "push": {
+                "branches-ignore": ["mona/octocat", "releases/**-alpha"],
+                "tags-ignore": ["v2", "v1.*"],
+            }
+        },
         "push",
         push("refs/tags/v3"),
         True,
@@ -251,7 +353,13 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
         pr("main"),
         True,
     ),
-    ("pr base refs", {"pull_request": {"branches": ["main"]}}, "pull_request", pr("refs/heads/main"), True),
+    (
+        "pr base refs",
+        {"pull_request": {"branches": ["main"]}},
+        "pull_request",
+        pr("refs/heads/main"),
+        True,
+    ),
     (
         "pr base other",
         {"pull_request": {"branches": ["main", "releases/**"]}},
@@ -266,7 +374,13 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
         pr("releases/10-alpha"),
         False,
     ),
-    ("pr base ignore", {"pull_request": {"branches-ignore": ["mona/octocat"]}}, "pull_request", pr("mona/octocat"), False),
+    (
+        "pr base ignore",
+        {"pull_request": {"branches-ignore": ["mona/octocat"]}},
+        "pull_request",
+        pr("mona/octocat"),
+        False,
+    ),
     ("pr base unknown", {"pull_request": {"branches": ["main"]}}, "pull_request", pr(None), True),
     (
         "prt base",
@@ -275,7 +389,13 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
         pr("main", "closed"),
         True,
     ),
-    ("merge_group", {"merge_group": {"branches": ["main"]}}, "merge_group", pr("dev", "checks_requested"), False),
+    (
+        "merge_group",
+        {"merge_group": {"branches": ["main"]}},
+        "merge_group",
+        pr("dev", "checks_requested"),
+        False,
+    ),
     # paths
     (
         # docs: "Example: Including paths"
@@ -285,10 +405,22 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
         push("refs/heads/main", ["README.md", "src/app.js"]),
         True,
     ),
-    ("paths none", {"push": {"paths": ["**.js"]}}, "push", push("refs/heads/main", ["README.md"]), False),
+    (
+        "paths none",
+        {"push": {"paths": ["**.js"]}},
+        "push",
+        push("refs/heads/main", ["README.md"]),
+        False,
+    ),
     ("paths empty change", {"push": {"paths": ["**"]}}, "push", push("refs/heads/main", []), False),
     ("paths unknown", {"push": {"paths": ["**.js"]}}, "push", push("refs/heads/main", None), True),
-    ("paths tag push", {"push": {"paths": ["**.js"]}}, "push", push("refs/tags/v1", ["README.md"]), True),
+    (
+        "paths tag push",
+        {"push": {"paths": ["**.js"]}},
+        "push",
+        push("refs/tags/v1", ["README.md"]),
+        True,
+    ),
     (
         # docs: "Example: Excluding paths"
         "paths-ignore docs only",
@@ -340,12 +472,36 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
         push("refs/heads/main", ["src/x"]),
         True,
     ),
-    ("pr paths", {"pull_request": {"paths": ["src/**"]}}, "pull_request", pr("main", files=["docs/a"]), False),
-    ("pr paths pass", {"pull_request": {"paths": ["src/**"]}}, "pull_request", pr("main", files=["src/a"]), True),
+    (
+        "pr paths",
+        {"pull_request": {"paths": ["src/**"]}},
+        "pull_request",
+        pr("main", files=["docs/a"]),
+        False,
+    ),
+    (
+        "pr paths pass",
+        {"pull_request": {"paths": ["src/**"]}},
+        "pull_request",
+        pr("main", files=["src/a"]),
+        True,
+    ),
     # schedule, workflow_run
     ("schedule any", {"schedule": [{"cron": "0 0 * * *"}]}, "schedule", EventInfo(), True),
-    ("schedule cron", {"schedule": [{"cron": "0 0 * * *"}]}, "schedule", EventInfo(schedule="0 0 * * *"), True),
-    ("schedule other", {"schedule": [{"cron": "0 0 * * *"}]}, "schedule", EventInfo(schedule="5 4 * * *"), False),
+    (
+        "schedule cron",
+        {"schedule": [{"cron": "0 0 * * *"}]},
+        "schedule",
+        EventInfo(schedule="0 0 * * *"),
+        True,
+    ),
+    (
+        "schedule other",
+        {"schedule": [{"cron": "0 0 * * *"}]},
+        "schedule",
+        EventInfo(schedule="5 4 * * *"),
+        False,
+    ),
     (
         "workflow_run",
         {"workflow_run": {"workflows": ["Build"], "types": ["completed"], "branches": ["main"]}},
@@ -370,7 +526,9 @@ CASES: list[tuple[str, Any, str, EventInfo, bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("on", "event_name", "event", "matched"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("on", "event_name", "event", "matched"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_triggered(on: Any, event_name: str, event: EventInfo, matched: bool) -> None:
     decision = triggered(on, event_name, event)
     assert decision.matched is matched, decision.reason
@@ -380,7 +538,11 @@ def test_triggered(on: Any, event_name: str, event: EventInfo, matched: bool) ->
 @pytest.mark.parametrize(
     ("on", "event", "reason"),
     [
-        ({"push": {"branches": ["main"]}}, push("refs/heads/dev"), "branch 'dev' does not match ['main']"),
+        (
+            {"push": {"branches": ["main"]}},
+            push("refs/heads/dev"),
+            "branch 'dev' does not match ['main']",
+        ),
         ({"push": {"tags": ["v*"]}}, push("refs/heads/dev"), "only tag filters"),
         ({"push": {"branches-ignore": ["d*"]}}, push("refs/heads/dev"), "ignored by"),
         ({"push": {"paths-ignore": ["*"]}}, push("refs/heads/m", ["a"]), "every changed file"),
@@ -397,18 +559,28 @@ def test_reasons(on: Any, event: EventInfo, reason: str) -> None:
 @pytest.mark.parametrize(
     ("on", "message"),
     [
-        ({"push": {"branches": ["a"], "branches-ignore": ["b"]}}, "both 'branches' and 'branches-ignore'"),
+        (
+            {"push": {"branches": ["a"], "branches-ignore": ["b"]}},
+            "both 'branches' and 'branches-ignore'",
+        ),
         ({"push": {"tags": ["a"], "tags-ignore": ["b"]}}, "both 'tags'"),
         ({"push": {"paths": ["a"], "paths-ignore": ["b"]}}, "both 'paths'"),
         ({"push": {"branches": [1]}}, "list of strings"),
         ({"push": {"branches": ["[]"]}}, "empty brackets"),
+        ({"push": {"paths": ["a["]}, "pull_request": None}, "missing closing"),
+        ({"pull_request": {"paths": ["a"], "paths-ignore": ["b"]}}, "both 'paths'"),
         (42, "'on' must be"),
         ([1], "'on' must list"),
     ],
 )
 def test_invalid_on(on: Any, message: str) -> None:
-    with pytest.raises(TriggerError, match=message):
-        triggered(on, "push", push("refs/heads/main", ["x"]))
+    """Errors do not depend on the event: an invalid workflow is invalid for all."""
+    for event_name, event in [
+        ("push", push("refs/tags/v1", ["x"])),
+        ("pull_request", pr("main", "closed")),
+    ]:
+        with pytest.raises(TriggerError, match=message):
+            triggered(on, event_name, event)
 
 
 @pytest.mark.parametrize(
@@ -426,7 +598,9 @@ def test_split_ref(ref: str, expected: tuple[str | None, str]) -> None:
 
 
 files = st.lists(st.sampled_from(["a.py", "docs/x.md", "src/b.js", "README.md"]), max_size=4)
-pattern_lists = st.lists(st.sampled_from(["**", "*.md", "!README.md", "docs/**", "!**.js", "src/**"]), max_size=4)
+pattern_lists = st.lists(
+    st.sampled_from(["**", "*.md", "!README.md", "docs/**", "!**.js", "src/**"]), max_size=4
+)
 
 
 @given(files, pattern_lists)

@@ -78,8 +78,11 @@ missing, 126 for anything else (not executable, bad ``cwd``), with ``error`` say
 why. At ``timeout`` the group gets SIGTERM, then SIGKILL 0.5 s later if the command
 still runs; once it has exited the group gets SIGKILL and ``timed_out`` is true.
 All output is sent before the exit frame: after the command exits, its pipes are
-drained until EOF; if something still holds them 0.5 s later the group gets SIGKILL,
-and 0.5 s after that the pipes are abandoned.
+drained until EOF; if something still holds them 0.5 s later (a background job
+started with ``cmd &``), the pipes are abandoned and the exit frame is sent. Such
+background processes keep running, as they do between the steps of a GitHub
+Actions job (they get EPIPE or SIGPIPE if they write to the abandoned pipes later;
+redirect their output); they end when the VM does.
 
 put/get: the bodies are one tar stream (POSIX pax). put extracts it into ``dest``
 (created if missing), keeping modes and mtimes. get sends ``path`` (not followed if
@@ -432,7 +435,7 @@ class ExecJob:
             if deadline is not None:
                 times += [deadline, deadline + KILL_GRACE]
         elif self.exited_at is not None:
-            times += [self.exited_at + DRAIN_GRACE, self.exited_at + 2 * DRAIN_GRACE]
+            times.append(self.exited_at + DRAIN_GRACE)
         return min(t for t in times if t > now) - now
 
     def _tick(self, proc: subprocess.Popen[bytes], deadline: float | None, open_: bool) -> bool:
@@ -447,10 +450,7 @@ class ExecJob:
                 self.signal_group(signal.SIGKILL)
             return False
         exited = self.exited_at if self.exited_at is not None else now
-        if open_ and now >= exited + DRAIN_GRACE and not self.killed:
-            self.killed = True
-            self.signal_group(signal.SIGKILL)
-        return open_ and now >= exited + 2 * DRAIN_GRACE
+        return open_ and now >= exited + DRAIN_GRACE
 
     def _forward(self, fd: int, stream: str) -> bool:
         """Send what one pipe has; False at its EOF."""

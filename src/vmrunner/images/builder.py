@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from vmrunner.errors import ImageBuildError
 from vmrunner.images.cache import Progress, write_manifest
 from vmrunner.images.initramfs import build_initramfs
 from vmrunner.images.kernel import KernelFiles, fetch_kernel
+from vmrunner.images.layers import apply_layers
 from vmrunner.images.recipe import Recipe
 from vmrunner.procs import require_tool, run_tool
 
@@ -27,6 +29,14 @@ MASKED_UNITS = (
     "fstrim.timer",
     "systemd-timesyncd.service",
 )
+# apt inside mmdebstrap fails fast on network errors: one attempt, short connect
+# and stall timeouts (a failed build is reported in seconds, never retried).
+APT_FAIL_FAST = (
+    'Acquire::Retries "0";',
+    'Acquire::http::Timeout "15";',
+    'Acquire::https::Timeout "15";',
+)
+Stage = Callable[[str], None]
 
 
 def _guestfile(name: str) -> bytes:
@@ -59,6 +69,7 @@ def mmdebstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
+        *(f"--aptopt={opt}" for opt in APT_FAIL_FAST),
         recipe.suite,
         str(tarball),
         *recipe.sources(),
@@ -144,11 +155,12 @@ def base_tarball(recipe: Recipe, base_dir: Path, log: Path, progress: Progress) 
     return tarball
 
 
-def build_image(recipe: Recipe, out: Path, progress: Progress) -> None:
+def build_image(recipe: Recipe, out: Path, progress: Progress, stage: Stage | None = None) -> None:
     """Build ``recipe`` into the empty directory ``out`` (rootfs.raw, vmlinuz, initrd.cpio).
 
     Raises ``ImageBuildError`` with the failing step's argv and log tail. Leaves
-    cleanup of ``out`` to the caller.
+    cleanup of ``out`` to the caller. ``stage("install")`` is called once the root
+    file system is complete, before it is written to the disk image.
     """
     if os.geteuid() != 0:
         raise ImageBuildError("building an image needs root (mmdebstrap root mode, chroot)")
@@ -168,6 +180,11 @@ def build_image(recipe: Recipe, out: Path, progress: Progress) -> None:
     )  # fmt: skip
     progress("installing the guest agent and kernel modules")
     install_guest_files(rootfs, kernel, log)
+    if recipe.files or recipe.users or recipe.units or recipe.run:
+        progress("applying the recipe's users, files, units and run commands")
+        apply_layers(rootfs, recipe, log)
+    if stage is not None:
+        stage("install")
     progress("writing the ext4 disk")
     make_disk(rootfs, out / "rootfs.raw", recipe.size_gib, log)
     progress("writing the initramfs")

@@ -177,8 +177,18 @@ class ImageCache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def ensure(self, name: str, progress: Progress | None = None, *, force: bool = False) -> Image:
-        """The image for ``name``, building it first if needed (once across processes)."""
+    def ensure(
+        self,
+        name: str,
+        progress: Progress | None = None,
+        *,
+        force: bool = False,
+        stage: Callable[[str], None] | None = None,
+    ) -> Image:
+        """The image for ``name``, building it first if needed (once across processes).
+
+        ``stage`` is passed to ``build_image`` (not called for a cached image).
+        """
         from vmrunner.images.builder import build_image
 
         if not force:
@@ -194,7 +204,7 @@ class ImageCache:
             final = self.entry(name)
             tmp = self.dir / name / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
             try:
-                build_image(recipe, tmp, progress or (lambda _msg: None))
+                build_image(recipe, tmp, progress or (lambda _msg: None), stage)
                 if final.exists():
                     shutil.rmtree(final)
                 tmp.rename(final)

@@ -33,6 +33,38 @@ BASE_PACKAGES = (
     "kmod",
 )
 GUEST_FILES = ("initramfs-init", "init-fast", "vmrunner-agent.service")
+# Layers applied on top of the guest files; left out of the digest while empty, so
+# adding them did not change the digest (and cache entry) of existing recipes.
+LAYER_FIELDS = ("files", "users", "units", "run")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file written into the image (``owner`` is ``user[:group]``, applied after users)."""
+
+    path: str
+    content: str
+    mode: int = 0o644
+    owner: str = "root:root"
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """A user created with ``useradd -m`` in the image."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    shell: str = "/bin/bash"
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A systemd unit written to /etc/systemd/system; enabled (per its [Install]) or masked."""
+
+    name: str
+    content: str = ""
+    enable: bool = True
+    mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,10 @@ class Recipe:
     kernel_package: str = DEFAULT_KERNEL_PACKAGE
     size_gib: int = 8
     extra_sources: tuple[str, ...] = field(default=())
+    files: tuple[FileSpec, ...] = ()
+    users: tuple[UserSpec, ...] = ()
+    units: tuple[UnitSpec, ...] = ()
+    run: tuple[str, ...] = ()
 
     def sources(self) -> list[str]:
         """The apt source lines: the suite, its updates and its security suite."""
@@ -67,7 +103,11 @@ class Recipe:
 
     def digest(self) -> str:
         """A hex digest of everything that determines the built image."""
-        h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        fields = asdict(self)
+        for name in LAYER_FIELDS:
+            if not fields[name]:
+                del fields[name]
+        h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
         for name in (*GUEST_FILES,):
             h.update(resources.files("vmrunner.images").joinpath(f"guestfiles/{name}").read_bytes())
         h.update(resources.files("vmrunner.guest").joinpath("agent.py").read_bytes())

@@ -217,7 +217,16 @@ class QemuMachine(Machine):
         finally:
             exited.cancel()
         if aw in done:
-            return aw.result()
+            exc = aw.exception()
+            if exc is None:
+                return aw.result()
+            if isinstance(exc, VmStartError):
+                raise exc
+            # The connection broke: most likely QEMU is exiting; give it a moment
+            # so that the error carries its exit status and log.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 2.0)
+            raise self._start_error(f"{what} failed: {exc!r}") from exc
         aw.cancel()
         if exited in done:
             raise self._start_error(f"QEMU exited while {what}")
@@ -232,15 +241,17 @@ class QemuMachine(Machine):
         deadline = time.monotonic() + self.spec.boot_timeout
         qmp_task: asyncio.Future[Any] = asyncio.ensure_future(self.qmp.accept())
         await self._race(qmp_task, "waiting for QEMU's QMP connection", 30.0)
-        reader, writer = await self._race(accepted, "waiting for the agent channel connection", 30.0)
+        reader, writer = await self._race(
+            accepted, "waiting for the agent channel connection", 30.0
+        )
         self.channel = GuestChannel(reader, writer)
         if snap is not None:
-            await self._race(asyncio.ensure_future(self._resume(snap)), "restoring the snapshot", 60.0)
+            await self._race(
+                asyncio.ensure_future(self._resume(snap)), "restoring the snapshot", 60.0
+            )
             return
         left = max(1.0, deadline - time.monotonic())
-        hello_task: asyncio.Future[Any] = asyncio.ensure_future(
-            self.channel.wait_hello(left + 1.0)
-        )
+        hello_task: asyncio.Future[Any] = asyncio.ensure_future(self.channel.wait_hello(left + 1.0))
         try:
             await self._race(hello_task, "waiting for the guest agent to start (boot)", left)
         except ChannelError as exc:

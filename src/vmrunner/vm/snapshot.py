@@ -43,9 +43,16 @@ class Snapshot:
 
 def snapshot_key(argv: list[str], image_digest: str, qemu_binary: str) -> str:
     """A key over everything that must match for a restore: argv shape, image, QEMU build."""
-    st = os.stat(qemu_binary)
+    st = Path(qemu_binary).stat()
     h = hashlib.sha256()
-    for part in (SNAPSHOT_FORMAT, image_digest, qemu_binary, str(st.st_size), str(st.st_mtime_ns), *argv):
+    for part in (
+        SNAPSHOT_FORMAT,
+        image_digest,
+        qemu_binary,
+        str(st.st_size),
+        str(st.st_mtime_ns),
+        *argv,
+    ):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:24]
 
@@ -74,7 +81,11 @@ def begin(root: Path) -> Path:
 
 def commit(root: Path, key: str, tmp: Path, hello: Hello) -> None:
     """Move a complete snapshot into place; if another process won the race, drop ours."""
-    meta = {"hello": {f: getattr(hello, f) for f in ("proto", "agent_version", "uptime_s", "kernel", "pid")}}
+    meta = {
+        "hello": {
+            f: getattr(hello, f) for f in ("proto", "agent_version", "uptime_s", "kernel", "pid")
+        }
+    }
     (tmp / "meta.json").write_text(json.dumps(meta))
     try:
         tmp.rename(root / key)

@@ -114,11 +114,15 @@ def _assignment(
         _check_name(kind, number, name, line)
         return name, value, index
     if heredoc < 0:
-        raise EnvFileError(kind, number, f"invalid format {line!r}: expected NAME=value or NAME<<DELIMITER")
+        raise EnvFileError(
+            kind, number, f"invalid format {line!r}: expected NAME=value or NAME<<DELIMITER"
+        )
     name, delimiter = line.split("<<", 1)
     _check_name(kind, number, name, line)
     if not delimiter:
-        raise EnvFileError(kind, number, f"invalid format {line!r}: the delimiter must not be empty")
+        raise EnvFileError(
+            kind, number, f"invalid format {line!r}: the delimiter must not be empty"
+        )
     return (name, *_heredoc(kind, lines, index, delimiter, number))
 
 

@@ -49,9 +49,9 @@ def expand_matrix(strategy_matrix: Mapping[str, Any] | None) -> list[dict[str, A
 
     ``None`` (no matrix) gives one empty configuration. Raises :class:`MatrixError` for an
     empty matrix, an empty or non-list vector, a malformed include/exclude, an exclude key
-    that is not a vector, or more than :data:`MAX_JOBS` configurations. Every exclude
-    could remove every combination; the result is then ``[]`` (plus any includes).
-    The returned dicts are fresh deep copies.
+    that is not a vector, or more than :data:`MAX_JOBS` configurations. When ``exclude``
+    removes every combination only the includes remain (possibly none: ``[]``; GitHub's
+    behaviour for that case is the caller's to decide). The dicts are fresh deep copies.
     """
     if strategy_matrix is None:
         return [{}]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from vmrunner.errors import UserInputError
@@ -65,7 +66,7 @@ class JobGraph:
             for dep in wanted:
                 if dep not in normalised:
                     raise PlanError(f"Job '{job}' depends on unknown job '{dep}'")
-        graph = cls(tuple(normalised), normalised)
+        graph = cls(tuple(normalised), MappingProxyType(normalised))
         cycle = graph._find_cycle()
         if cycle:
             raise PlanError(f"Jobs form a dependency cycle: {' -> '.join(cycle)}")

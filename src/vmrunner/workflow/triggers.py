@@ -83,10 +83,14 @@ def triggered(on: Any, event_name: str, event: EventInfo) -> TriggerDecision:
     """Decide whether a workflow with this ``on:`` runs for ``event_name``/``event``.
 
     Raises :class:`TriggerError` for a malformed ``on:``, both a filter and its
-    ``-ignore`` form on one event, or an invalid pattern. Does not validate the rest of
-    the event configuration (inputs, cron syntax): that is the schema's job.
+    ``-ignore`` form on one event, or an invalid pattern, whichever event is asked about.
+    Does not validate the rest of the event configuration (inputs, cron syntax): that is
+    the schema's job.
     """
     events = _normalise_on(on)
+    for config in events.values():
+        if isinstance(config, Mapping):
+            _validate_filters(config)
     if event_name not in events:
         return TriggerDecision(False, f"the workflow does not run on '{event_name}'")
     config = events[event_name]
@@ -111,6 +115,14 @@ def _normalise_on(on: Any) -> Mapping[str, Any]:
     if isinstance(on, Mapping):
         return on
     raise TriggerError(f"'on' must be an event name, a list or a mapping, not {on!r}")
+
+
+def _validate_filters(config: Mapping[str, Any]) -> None:
+    """Raise for a filter given with its ``-ignore`` form, or a pattern that is invalid."""
+    for key in ("branches", "tags", "paths"):
+        for patterns in _pair(config, key):
+            for pattern in patterns or ():
+                compile_pattern(pattern)
 
 
 def _check_schedule(config: Any, event: EventInfo) -> TriggerDecision:
@@ -144,12 +156,11 @@ def _pair(config: Mapping[str, Any], key: str) -> tuple[list[str] | None, list[s
 
 
 def _check_types(event_name: str, config: Mapping[str, Any], event: EventInfo) -> str | None:
-    types = _strings(config, "types")
-    default = types is None
-    if default:
-        types = list(DEFAULT_TYPES.get(event_name, ()))
-        if not types:
-            return None
+    given = _strings(config, "types")
+    types = list(DEFAULT_TYPES.get(event_name, ())) if given is None else given
+    default = given is None
+    if default and not types:
+        return None
     if event.action is None or event.action in types:
         return None
     which = "default types" if default else "types"

@@ -1,0 +1,1 @@
+"""System tests: build, install, boot and check a system configuration in a VM."""
