@@ -61,3 +61,71 @@ def vmrunner(
         timeout=timeout,
         **kw,  # type: ignore[call-overload]
     )
+
+
+def _initdb() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1] if found else None
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the session: ``VMRUNNER_TEST_PG_URL`` if set, else a
+    throwaway cluster on 127.0.0.1 started from Debian's postgresql package (skipped,
+    saying why, only when neither is available)."""
+    import socket
+    import time
+
+    url = os.environ.get("VMRUNNER_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    initdb = _initdb()
+    if initdb is None:
+        pytest.skip("no PostgreSQL: install Debian's postgresql or set VMRUNNER_TEST_PG_URL")
+    bindir = initdb.parent
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="vmrunner-test-pg-"))  # the postgres user must reach it
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import shutil as _sh
+
+        _sh.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(
+        [*as_user, str(initdb), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-h 127.0.0.1 -p {port} -k {data}"
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-o",
+            opts,
+            "-l",
+            str(data / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        time.sleep(0.2)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        import shutil as _sh2
+
+        _sh2.rmtree(data, ignore_errors=True)

@@ -13,10 +13,12 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vmrunner import service
@@ -41,6 +43,18 @@ out_console = Console(highlight=False)
 
 def _settings() -> Settings:
     return load_settings()
+
+
+@app.callback()
+def _startup() -> None:
+    """Every command first reaps what a killed vmrunner left behind."""
+    try:
+        service.gc(_settings())
+    except VmrunnerError as exc:
+        raise _fail(exc) from exc
+    except OSError as exc:  # e.g. an unwritable state directory
+        err_console.print(f"vmrunner: error: cannot use the state directory: {exc}")
+        raise typer.Exit(HARNESS_EXIT) from exc
 
 
 def _fail(exc: VmrunnerError) -> typer.Exit:
@@ -242,3 +256,208 @@ def gc(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fa
 
 def main() -> None:
     app()
+
+
+# ---- systest (system tests) -------------------------------------------------------------
+
+
+@app.command("systest")
+def systest_cmd(
+    config: Annotated[
+        str, typer.Argument(help="A recipe file (debian) or a flake reference (nixos).")
+    ],
+    flavor: Annotated[str, typer.Option(help="debian or nixos.")] = "debian",
+    host: Annotated[
+        str | None, typer.Option(help="nixosConfigurations attribute (nixos flavour).")
+    ] = None,
+    boot_timeout: Annotated[
+        float, typer.Option("--boot-timeout", help="Boot deadline in SECONDS.")
+    ] = 300.0,
+    accel: Annotated[str, typer.Option(help="auto, kvm or tcg.")] = "auto",
+    json_file: Annotated[
+        str | None, typer.Option("--json", help="Write the result document to FILE.")
+    ] = None,
+    junit_file: Annotated[
+        str | None, typer.Option("--junit", help="Write JUnit XML to FILE.")
+    ] = None,
+    keep_artifacts: Annotated[
+        str | None, typer.Option("--keep-artifacts", help="Copy the console log etc. to DIR.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress messages on stderr.")
+    ] = False,
+) -> None:
+    """Build, install, boot and check a system configuration in a VM (exit 0 only if all passed)."""
+    from pathlib import Path
+
+    from vmrunner.systest.junit import to_junit
+    from vmrunner.systest.result import render_text
+    from vmrunner.systest.runner import Systest, SystestRequest
+
+    if flavor not in ("debian", "nixos") or accel not in ("auto", "kvm", "tcg"):
+        err_console.print("vmrunner: error: --flavor debian|nixos, --accel auto|kvm|tcg")
+        raise typer.Exit(HARNESS_EXIT)
+    req = SystestRequest(
+        config=config, flavor=flavor, host=host, boot_timeout=boot_timeout, accel=accel,
+        keep_artifacts=Path(keep_artifacts) if keep_artifacts else None,
+    )  # fmt: skip
+    run = Systest(_settings(), req, (lambda _m: None) if quiet else _progress)
+    code: int | None = None
+    try:
+        run_async(run.run())
+    except typer.Exit as exc:  # cancelled: the result is still written
+        code = exc.exit_code
+    doc = run.result.to_dict()
+    if json_file:
+        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n")
+    if junit_file:
+        Path(junit_file).write_text(to_junit(doc))
+    out_console.print(render_text(doc), end="", markup=False, soft_wrap=True)
+    raise typer.Exit(code if code is not None else run.result.exit_status)
+
+
+# ---- workflows: check, run, schema ------------------------------------------------------
+
+
+@app.command()
+def check(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or directories (default .github/workflows).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Validate workflow files the way GitHub does: one FILE:LINE:COL: message per error."""
+    from vmrunner import runs
+
+    try:
+        found = runs.check_paths(paths or [], Path.cwd())
+    except VmrunnerError as exc:
+        raise _fail(exc) from exc
+    errors = [d for d in found if d.severity == "error"]
+    if as_json:
+        items = [{**d.__dict__, "severity": str(d.severity)} for d in found]
+        print(json.dumps({"ok": not errors, "diagnostics": items}, indent=2))
+    else:
+        for d in found:
+            print(d.format() if d.severity == "error" else f"{d.format()} (warning)")
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="Which schema: result.")] = "result",
+) -> None:
+    """Print a JSON Schema (``result``: the result document of run --json)."""
+    from vmrunner.results import RESULT_SCHEMA
+
+    if name != "result":
+        err_console.print(f"vmrunner: unknown schema {name!r} (known: result)")
+        raise typer.Exit(HARNESS_EXIT)
+    print(json.dumps(RESULT_SCHEMA, indent=2))
+
+
+class TerminalReporter:
+    """Live output grouped by job and step, coloured on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.depth: dict[str, int] = {}
+
+    def _out(self, job: str, text: str, style: str = "") -> None:
+        indent = "  " * self.depth.get(job, 0)
+        self.console.print(f"[cyan]\\[{escape(job)}][/] ", end="", soft_wrap=True)
+        self.console.print(f"{indent}{text}", style=style or None, markup=False, soft_wrap=True)
+
+    def job_started(self, job: str) -> None:
+        self._out(job, "⭐ job started", "bold")
+
+    def step_started(self, job: str, step: str) -> None:
+        self.depth[job] = 0
+        self._out(job, f"▶ {step}", "bold blue")
+
+    def line(self, job: str, text: str, stream: str) -> None:
+        self._out(job, f"  {text}", "yellow" if stream == "stderr" else "")
+
+    def group(self, job: str, title: str | None) -> None:
+        if title is None:
+            self.depth[job] = max(0, self.depth.get(job, 0) - 1)
+            return
+        self._out(job, f"  ▼ {title}", "magenta")
+        self.depth[job] = self.depth.get(job, 0) + 1
+
+    def annotation(self, job: str, note: Any) -> None:
+        where = f" ({note.file}:{note.line})" if note.file else ""
+        style = {"error": "bold red", "warning": "yellow"}.get(note.level, "cyan")
+        self._out(job, f"  {note.level}{where}: {note.message}", style)
+
+    def step_finished(self, job: str, step: Any) -> None:
+        mark = {"success": "✅", "failure": "❌", "skipped": "⏭"}.get(step.outcome, "•")
+        extra = " (continue-on-error)" if step.outcome != step.conclusion else ""
+        timed = " (timed out)" if step.timed_out else ""
+        style = "green" if step.conclusion == "success" else "red"
+        self._out(
+            job, f"{mark} {step.name}: {step.outcome}{timed}{extra} [{step.duration_s:.1f}s]", style
+        )
+
+    def job_finished(self, job: str, entry: Any) -> None:
+        style = {"success": "bold green", "failure": "bold red"}.get(entry.status, "dim")
+        self._out(job, f"🏁 job {entry.status}", style)
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[dim]vmrunner:[/] {escape(text)}")
+
+
+def _pairs(items: list[str] | None, flag: str, sep: str = "=") -> tuple[tuple[str, str], ...]:
+    from vmrunner.runs import parse_pairs
+
+    return parse_pairs(items or [], flag, sep)
+
+
+@app.command()
+def run(
+    workflow: Annotated[
+        list[Path] | None,
+        typer.Option("--workflow", "-W", help="A workflow file or directory (repeatable)."),
+    ] = None,
+    job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Run only JOB (and what it needs).")] = None,
+    event: Annotated[str, typer.Option("--event", "-e", help="The event name.")] = "push",
+    eventpath: Annotated[Path | None, typer.Option("--eventpath", help="The event payload (JSON).")] = None,
+    input_: Annotated[list[str] | None, typer.Option("--input", help="K=V, repeatable.")] = None,
+    secret: Annotated[list[str] | None, typer.Option("--secret", "-s", help="K=V, repeatable.")] = None,
+    secret_file: Annotated[Path | None, typer.Option("--secret-file", help="K=V lines.")] = None,
+    var: Annotated[list[str] | None, typer.Option("--var", help="K=V, repeatable.")] = None,
+    matrix: Annotated[list[str] | None, typer.Option("--matrix", help="K:V: only those combinations.")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", help="At most N jobs at once.")] = None,
+    accel: Annotated[str, typer.Option(help="auto, kvm or tcg.")] = "auto",
+    actions_dir: Annotated[
+        list[Path] | None, typer.Option("--actions-dir", help="Where owner/repo actions are found.")
+    ] = None,
+    json_file: Annotated[str | None, typer.Option("--json", help="Write the result document to FILE.")] = None,
+) -> None:  # fmt: skip
+    """Run the workflows the event triggers (default: push of the current commit), each
+    job in a fresh VM; exit 0 only if every job that ran succeeded."""
+    from vmrunner import runs
+    from vmrunner.results import render_text
+
+    settings = _settings()
+    try:
+        secrets = _pairs(secret, "--secret")
+        if secret_file is not None:
+            secrets = runs.read_secret_file(secret_file) + secrets
+        req = runs.RunRequest(
+            workdir=Path.cwd(), workflows=tuple(workflow or ()), jobs=tuple(job or ()), event=event,
+            event_path=eventpath, inputs=_pairs(input_, "--input"), secrets=secrets,
+            vars=_pairs(var, "--var"), matrix=_pairs(matrix, "--matrix", ":"),
+            max_parallel=max_parallel, accel=accel, actions_dirs=tuple(actions_dir or ()),
+        )  # fmt: skip
+        outcome = run_async(runs.run_workflows(settings, req, TerminalReporter(out_console)))
+    except VmrunnerError as exc:
+        raise _fail(exc) from exc
+    if json_file:
+        Path(json_file).write_text(json.dumps(outcome.document, indent=2))
+    if outcome.nothing_triggered:
+        reasons = "; ".join(f"{f}: {r}" for f, r in outcome.not_triggered) or "no workflow files"
+        out_console.print(f"nothing to run: no workflow is triggered by '{event}' ({reasons})")
+        raise typer.Exit(0)
+    out_console.print(render_text(outcome.document), markup=False)
+    raise typer.Exit(outcome.exit_status)

@@ -69,6 +69,19 @@ class ImageError(VmrunnerError):
     """An image, kernel or initramfs is missing or corrupt."""
 
 
+def describe(message: str, argv: Sequence[str], status: int | None, tails: Sequence[tuple[str, str]]) -> str:
+    """A harness error message: what failed, the exact command, its exit status, log tails."""
+    import shlex
+
+    parts = [message]
+    if argv:
+        parts.append(f"command: {shlex.join(argv)}")
+    if status is not None:
+        parts.append(f"exit status: {status}")
+    parts += [f"{label}:\n{text}" for label, text in tails if text]
+    return "\n".join(parts)
+
+
 class ImageBuildError(ImageError):
     """Building an image failed: carries the argv, exit status and log tail."""
 
@@ -78,16 +91,7 @@ class ImageBuildError(ImageError):
         self.argv = list(argv)
         self.status = status
         self.log_tail = log_tail
-        parts = [message]
-        if self.argv:
-            import shlex
-
-            parts.append(f"command: {shlex.join(self.argv)}")
-        if status is not None:
-            parts.append(f"exit status: {status}")
-        if log_tail:
-            parts.append(f"log tail:\n{log_tail}")
-        super().__init__("\n".join(parts))
+        super().__init__(describe(message, self.argv, status, [("log tail", log_tail)]))
 
 
 class VmError(VmrunnerError):
@@ -109,18 +113,8 @@ class VmStartError(VmError):
         self.status = status
         self.console_tail = console_tail
         self.vmm_log_tail = vmm_log_tail
-        import shlex
-
-        parts = [message]
-        if self.argv:
-            parts.append(f"command: {shlex.join(self.argv)}")
-        if status is not None:
-            parts.append(f"exit status: {status}")
-        if vmm_log_tail:
-            parts.append(f"VMM log tail:\n{vmm_log_tail}")
-        if console_tail:
-            parts.append(f"console tail:\n{console_tail}")
-        super().__init__("\n".join(parts))
+        tails = [("VMM log tail", vmm_log_tail), ("console tail", console_tail)]
+        super().__init__(describe(message, self.argv, status, tails))
 
 
 class VmStateError(VmError):

@@ -6,6 +6,9 @@
 * ``spawn_vmm`` starts a long-lived VMM process in its own session (process
   group), with a parent-death signal so that it dies with vmrunner even after
   ``kill -9``, and returns the ``asyncio`` process handle.
+* ``stream_tool`` runs a tool whose stderr is read line by line as it streams
+  (``nix build --log-format internal-json``), and kills it the moment the
+  caller has seen enough.
 * ``kill_group`` ends a process group: SIGTERM, then SIGKILL after a grace.
 
 argv is always a list; ``shlex.join`` is only for messages.
@@ -21,7 +24,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmrunner.errors import ImageBuildError, ToolMissingError
@@ -213,3 +217,63 @@ def run_capture(
         kill_group(proc.pid, grace=0.2)
         proc.wait()
         raise
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """How a streamed process ended: ``status`` is None when it was stopped or timed out."""
+
+    status: int | None
+    stdout: str
+    stopped: bool
+    timed_out: bool
+
+
+async def stream_tool(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    on_line: Callable[[str], bool],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> StreamOutcome:
+    """Run ``argv`` in its own process group, calling ``on_line`` for each stderr line as
+    it arrives; stdout is collected. When ``on_line`` returns True (or ``timeout``
+    passes, or the caller is cancelled) the whole group is killed at once. Never
+    raises for the tool's own failure; does not retry.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
+            limit=1 << 24,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise ToolMissingError(argv[0]) from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    out = asyncio.ensure_future(proc.stdout.read())
+    stopped = False
+
+    async def pump(stream: asyncio.StreamReader) -> None:
+        nonlocal stopped
+        while line := await stream.readline():
+            if on_line(line.decode("utf-8", "replace").rstrip("\n")):
+                stopped = True
+                return
+
+    deadline = time.monotonic() + timeout
+    try:
+        await asyncio.wait_for(pump(proc.stderr), timeout)
+        if not stopped:
+            await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
+        timed_out = False
+    except TimeoutError:
+        timed_out = True
+    except BaseException:
+        await asyncio.to_thread(kill_group, proc.pid, 0.5)
+        raise
+    if stopped or timed_out:
+        await asyncio.to_thread(kill_group, proc.pid, 0.5)
+    await proc.wait()
+    status = None if stopped or timed_out else proc.returncode
+    return StreamOutcome(status, (await out).decode("utf-8", "replace"), stopped, timed_out)

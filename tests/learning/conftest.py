@@ -1,9 +1,7 @@
-"""Fixtures for the learning tests: stores on SQLite (always) and PostgreSQL (when
-``VMRUNNER_TEST_PG_URL`` names a server)."""
+"""Fixtures for the learning tests: stores on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +11,8 @@ from sqlalchemy import create_engine, text
 
 from vmrunner.learning import LearningService
 
-PG_URL = os.environ.get("VMRUNNER_TEST_PG_URL", "")
 
-
-def _pg_schema_url() -> Iterator[str]:
+def _pg_schema_url(PG_URL: str) -> Iterator[str]:
     """A fresh schema on the PostgreSQL server, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -37,9 +33,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'learn.db'}"
         return
-    if not PG_URL:
-        pytest.skip("PostgreSQL tests need VMRUNNER_TEST_PG_URL=postgresql://user@host/db")
-    yield from _pg_schema_url()
+    # a real server: VMRUNNER_TEST_PG_URL, or a throwaway cluster (tests/conftest.py)
+    yield from _pg_schema_url(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

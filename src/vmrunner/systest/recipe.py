@@ -237,10 +237,10 @@ def _specific(err: ValidationError) -> ValidationError:
     inst = err.instance
 
     def meant(sub: ValidationError) -> bool:
-        branch = err.validator_value[sub.relative_schema_path[0]]
+        branch: dict[str, Any] = err.validator_value[sub.relative_schema_path[0]]
         if isinstance(inst, dict):
-            return set(inst) <= set(branch.get("properties", {})) and branch.get("type") == "object"
-        return branch.get("type") != "object"
+            return set(inst) <= set(branch.get("properties", {})) and branch["type"] == "object"
+        return bool(branch["type"] != "object")
 
     chosen = [sub for sub in err.context if meant(sub)]
     if not chosen:

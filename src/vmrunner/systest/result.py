@@ -38,8 +38,12 @@ Detail = str | int | float | bool | None | list[str]
 
 
 def iso(ts: float) -> str:
-    """A UTC timestamp in ISO 8601 with milliseconds."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+    """A UTC timestamp in ISO 8601 with milliseconds (``Z``), as ``vmrunner run`` writes them."""
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class SystestError:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "phase": self.phase, "message": self.message}
-        out.update(self.details)
+        out.update((k, v) for k, v in self.details.items() if v is not None)
         return out
 
     def at(self, phase: str) -> SystestError:

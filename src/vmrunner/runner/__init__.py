@@ -1,0 +1,11 @@
+"""The job runner: runs a repository's workflows, each job instance in a fresh VM.
+
+* :mod:`.context`: the repository (git), the event and the ``github``/``runner`` contexts;
+* :mod:`.engine`: scheduling jobs (needs, matrix, fail-fast, max-parallel, concurrency,
+  reusable workflows);
+* :mod:`.steps`: running steps in a VM (scripts, env files, commands, composite actions,
+  checkout); :mod:`.actions` finds actions; :mod:`.output` handles output; :mod:`.masking`
+  hides secrets; :mod:`.concurrency_store` shares concurrency groups between processes.
+
+The service API is :mod:`vmrunner.runs`.
+"""

@@ -1,0 +1,406 @@
+"""Running a job's steps in its VM: ``run:`` scripts, ``actions/checkout`` and composite
+actions, with GitHub's step semantics (``if:`` with the implicit ``success()``,
+``continue-on-error``, ``timeout-minutes``, env layering, the environment files, workflow
+commands, masking).
+
+A ``run:`` step is written to a script file in the guest and run with its shell template,
+as the real runner does; the step's environment files live in a directory of their own in
+the guest and are copied back and parsed after the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmrunner.errors import UserInputError
+from vmrunner.results import Annotation, ErrorEntry, StepEntry
+from vmrunner.runner import actions
+from vmrunner.runner.context import GuestLayout, export_commit
+from vmrunner.runner.guest import Guest, resolve_shell
+from vmrunner.runner.masking import Masker
+from vmrunner.runner.output import OutputSink, Reporter
+from vmrunner.runner.values import (
+    condition,
+    env_value,
+    flag_value,
+    node_value,
+    number_value,
+    text_value,
+)
+from vmrunner.vm.machine import ExecOptions
+from vmrunner.workflow.envfiles import (
+    add_paths,
+    build_path,
+    parse_env_file,
+    parse_output_file,
+    parse_path_file,
+)
+from vmrunner.workflow.expressions import JobStatus, to_string
+from vmrunner.workflow.model import Step
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_ACTION_DEPTH = 10
+
+# Prepares one run step: its env-file directory, its script (from stdin); then says
+# where the shell is and whether the working directory exists.
+_PREP = r"""set -e
+mkdir -p "$1"; cd "$1"; : > env; : > output; : > path; : > state; : > summary
+cat > "$2"
+echo "shell=$(command -v "$3" || true)"
+echo "python3=$(command -v python3 || true)"
+[ -d "$4" ] && echo wd=ok || echo wd=missing
+"""
+
+
+@dataclass
+class JobState:
+    """Everything the steps of one job instance share; mutated as the steps run."""
+
+    guest: Guest
+    key: str
+    contexts: dict[str, Any]
+    env: dict[str, str]
+    masker: Masker
+    reporter: Reporter
+    layout: GuestLayout
+    host_work: Path
+    repo_root: Path
+    actions_dirs: Sequence[Path]
+    image: str = "debian"
+    defaults_shell: str | None = None
+    defaults_wd: str | None = None
+    deadline: float | None = None
+    file_env: dict[str, str] = field(default_factory=dict)
+    path_prepend: tuple[str, ...] = ()
+    status: JobStatus = "success"
+    timed_out: bool = False
+    log: list[str] = field(default_factory=list)
+    errors: list[ErrorEntry] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    counter: int = 0
+    copied_actions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workspace(self) -> str:
+        return str(self.contexts["github"]["workspace"])
+
+    def next_id(self) -> int:
+        self.counter += 1
+        return self.counter
+
+
+@dataclass
+class Frame:
+    """A list of steps being run: the job's own, or a composite action's."""
+
+    steps_ctx: dict[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] | None = None
+    action_path: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    composite: bool = False
+    depth: int = 0
+    label: str = ""
+
+
+@dataclass
+class StepRun:
+    """What running one step's body gave."""
+
+    ok: bool
+    exit_code: int | None = None
+    timed_out: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    annotations: tuple[Annotation, ...] = ()
+
+
+def _contexts(state: JobState, frame: Frame, env: Mapping[str, str]) -> dict[str, Any]:
+    github = {**state.contexts["github"], "action_path": frame.action_path}
+    return {
+        **state.contexts, "github": github, "env": dict(env), "steps": frame.steps_ctx,
+        "inputs": state.contexts["inputs"] if frame.inputs is None else dict(frame.inputs),
+        "job": {**state.contexts.get("job", {}), "status": state.status},
+    }  # fmt: skip
+
+
+def _default_name(step: Step) -> str:
+    if step.uses is not None:
+        return f"Run {step.uses.text}"
+    first = to_string(getattr(step.run, "value", "") or "").strip().splitlines()
+    return f"Run {first[0]}" if first else "Run"
+
+
+async def run_steps(state: JobState, frame: Frame, steps: Sequence[Step]) -> list[StepEntry]:
+    """Run ``steps`` in order; returns one entry per step (skipped ones included)."""
+    return [await run_step(state, frame, step) for step in steps]
+
+
+def _skip(frame: Frame, step_id: str, name: str) -> StepEntry:
+    frame.steps_ctx[step_id] = {"outputs": {}, "outcome": "skipped", "conclusion": "skipped"}
+    return StepEntry(step_id, name, "skipped", "skipped")
+
+
+async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
+    """Decide whether ``step`` runs (``if:``), run it, and record it in ``frame``."""
+    step_id = step.id.text if step.id is not None else f"__step{step.index + 1}"
+    env = {**state.env, **state.file_env, **frame.env}
+    ctx = _contexts(state, frame, env)
+    name = _default_name(step)
+    if state.timed_out or (state.deadline is not None and time.monotonic() >= state.deadline):
+        state.timed_out = True
+        return _skip(frame, step_id, name)
+    try:
+        name = text_value(step.name, ctx) or name
+        if not condition(step.if_, ctx, state.status):
+            return _skip(frame, step_id, name)
+    except UserInputError as exc:
+        return _errored(state, frame, step_id, name, f"step if: {exc}")
+    label = f"{frame.label}{name}"
+    state.reporter.step_started(state.key, label)
+    state.log.append(f"##[step]{label}")
+    sink = OutputSink(state.key, state.masker, state.reporter, state.log)
+    started = time.monotonic()
+    coe = False
+    try:
+        step_env = env_value(step.env, ctx)
+        ctx["env"] = {**env, **step_env}
+        coe = flag_value(step.continue_on_error, ctx)
+        minutes = number_value(step.timeout_minutes, ctx)
+        body = run_script if step.uses is None else run_uses
+        result = await body(state, frame, step, ctx, step_env, sink, minutes, step_id)
+    except UserInputError as exc:
+        sink.note(f"##[error]{exc}")
+        state.errors.append(ErrorEntry("step", state.masker.mask(str(exc)), state.key, name))
+        result = StepRun(ok=False)
+    return _finish(state, frame, step_id, name, result, coe, sink, time.monotonic() - started)
+
+
+def _finish(
+    state: JobState, frame: Frame, step_id: str, name: str, result: StepRun, coe: bool,
+    sink: OutputSink, took: float,
+) -> StepEntry:  # fmt: skip
+    outcome = "success" if result.ok else "failure"
+    conclusion = "success" if result.ok or coe else "failure"
+    if conclusion == "failure":
+        state.status = "failure"
+    masked = {k: state.masker.mask(v) for k, v in result.outputs.items()}
+    frame.steps_ctx[step_id] = {
+        "outputs": dict(result.outputs),
+        "outcome": outcome,
+        "conclusion": conclusion,
+    }
+    for note in result.annotations:
+        if note.level == "error":
+            state.errors.append(
+                ErrorEntry(
+                    "annotation", note.message, state.key, name, note.file, note.line, note.col
+                )
+            )
+    if result.timed_out:
+        state.errors.append(ErrorEntry("timeout", "the step timed out", state.key, name))
+    entry = StepEntry(
+        step_id, name, outcome, conclusion, result.exit_code, took, sink.tail_text(),  # type: ignore[arg-type]
+        result.timed_out, masked, result.annotations,
+    )  # fmt: skip
+    state.reporter.step_finished(state.key, entry)
+    return entry
+
+
+def _errored(state: JobState, frame: Frame, step_id: str, name: str, message: str) -> StepEntry:
+    state.errors.append(ErrorEntry("step", state.masker.mask(message), state.key, name))
+    state.status = "failure"
+    frame.steps_ctx[step_id] = {"outputs": {}, "outcome": "failure", "conclusion": "failure"}
+    return StepEntry(step_id, name, "failure", "failure", log_tail=state.masker.mask(message))
+
+
+def _timeout(state: JobState, minutes: float | None) -> tuple[float | None, bool]:
+    """The seconds the step may take, and whether that limit is the job's."""
+    step_limit = None if minutes is None else minutes * 60
+    if state.deadline is None:
+        return step_limit, False
+    left = max(0.1, state.deadline - time.monotonic())
+    if step_limit is None or left < step_limit:
+        return left, True
+    return step_limit, False
+
+
+async def run_script(
+    state: JobState, frame: Frame, step: Step, ctx: dict[str, Any], step_env: dict[str, str],
+    sink: OutputSink, minutes: float | None, step_id: str,
+) -> StepRun:  # fmt: skip
+    """A ``run:`` step."""
+    shell_text = text_value(step.shell, ctx) or None
+    if shell_text is None and frame.composite:
+        raise actions.ActionError("a run step of a composite action needs 'shell:'")
+    shell = resolve_shell(shell_text if frame.composite else shell_text or state.defaults_shell)
+    wd = text_value(step.working_directory, ctx) or (
+        "" if frame.composite else state.defaults_wd or ""
+    )
+    wd = (
+        wd
+        if wd.startswith("/")
+        else f"{state.workspace}/{wd}".rstrip("/")
+        if wd
+        else state.workspace
+    )
+    n = state.next_id()
+    fdir = f"{state.layout.temp}/_runner_file_commands/{n}"
+    script_path = f"{state.layout.temp}/{uuid.uuid4()}{shell.extension}"
+    script = text_value(step.run, ctx)
+    prep = await state.guest.execute(
+        ["sh", "-c", _PREP, "sh", fdir, script_path, shell.argv[0], wd],
+        ExecOptions(stdin=script.encode()),
+    )
+    facts = dict(line.partition("=")[::2] for line in prep.stdout.decode().splitlines())
+    argv = shell.command(script_path)
+    if not facts.get("shell"):
+        if shell.name == "python" and facts.get("python3"):
+            argv[0] = "python3"
+        else:
+            raise UserInputError(
+                f"shell '{shell.name}' is not available: '{shell.argv[0]}' is not installed in "
+                f"the VM image '{state.image}' (install it in an earlier step, or use bash, sh or python)"
+            )
+    if facts.get("wd") != "ok":
+        raise UserInputError(f"the working directory '{wd}' does not exist")
+    env = {**ctx["env"], **_file_env(fdir), "GITHUB_ACTION": step_id}
+    if frame.action_path:
+        env["GITHUB_ACTION_PATH"] = frame.action_path
+    if state.path_prepend:
+        env["PATH"] = build_path(state.path_prepend, env.get("PATH", BASE_PATH))
+    timeout, is_job_limit = _timeout(state, minutes)
+    state.log.append(f"##[command]{shlex.join(argv)}")
+    res = await state.guest.execute(
+        argv,
+        ExecOptions(env=env, cwd=wd, timeout=timeout, on_stdout=sink.stdout, on_stderr=sink.stderr),
+    )
+    sink.close()
+    if res.timed_out:
+        state.timed_out = state.timed_out or is_job_limit
+        limit = "job" if is_job_limit else "step"
+        sink.note(f"##[error]The {limit} timed out after {timeout:.1f} s; the command was killed")
+    elif not res.ok:
+        sink.note(f"##[error]Process completed with exit code {res.status}.")
+    outputs = await _read_files(state, fdir, n, sink)
+    ok = res.ok and not sink.invalid
+    return StepRun(ok and outputs is not None, res.exit_code, res.timed_out,
+                   {**sink.outputs, **(outputs or {})}, tuple(sink.annotations))  # fmt: skip
+
+
+def _file_env(fdir: str) -> dict[str, str]:
+    return {
+        "GITHUB_ENV": f"{fdir}/env", "GITHUB_OUTPUT": f"{fdir}/output", "GITHUB_PATH": f"{fdir}/path",
+        "GITHUB_STATE": f"{fdir}/state", "GITHUB_STEP_SUMMARY": f"{fdir}/summary",
+    }  # fmt: skip
+
+
+async def _read_files(
+    state: JobState, fdir: str, n: int, sink: OutputSink
+) -> dict[str, str] | None:
+    """Apply the step's environment files; its outputs, or None when one is invalid."""
+    host = state.host_work / f"files-{n}"
+    await state.guest.copy_out(fdir, host)
+    text = {
+        name: (host / name).read_text("utf-8", "replace")
+        for name in ("env", "output", "path", "summary")
+    }
+    try:
+        env = parse_env_file(text["env"])
+        outputs = parse_output_file(text["output"]).as_dict()
+    except UserInputError as exc:
+        sink.note(f"##[error]{exc}")
+        return None
+    for issue in env.issues:
+        sink.note(f"##[warning]{issue}")
+    state.file_env.update(env.as_dict())
+    state.path_prepend = add_paths(state.path_prepend, parse_path_file(text["path"]))
+    if text["summary"].strip():
+        state.summary.append(state.masker.mask(text["summary"]))
+    return outputs
+
+
+async def run_uses(
+    state: JobState, frame: Frame, step: Step, ctx: dict[str, Any], step_env: dict[str, str],
+    sink: OutputSink, minutes: float | None, step_id: str,
+) -> StepRun:  # fmt: skip
+    """A ``uses:`` step: checkout, or a composite action."""
+    assert step.uses is not None
+    uses = step.uses.text
+    given = node_value(step.with_, ctx) or {}
+    with_ = {str(k): to_string(v) for k, v in given.items()}
+    if actions.is_checkout(uses):
+        return await checkout(state, with_, sink)
+    host_dir = actions.locate(uses, state.repo_root, state.actions_dirs)
+    action = actions.load_action(uses, host_dir)
+    if frame.depth >= MAX_ACTION_DEPTH:
+        raise actions.ActionError(
+            f"composite actions nest more than {MAX_ACTION_DEPTH} levels at '{uses}'"
+        )
+    return await run_composite(state, frame, action, ctx, with_, step_env, minutes)
+
+
+async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) -> StepRun:
+    """``actions/checkout``: the run's commit (or ``ref``) exported into the workspace
+    (or ``path`` under it). Another repository is an error."""
+    repo = with_.get("repository", "")
+    own = str(state.contexts["github"]["repository"])
+    if repo and repo.lower() != own.lower():
+        raise actions.ActionError(
+            f"actions/checkout of another repository ('{repo}') needs the network; vmrunner "
+            "checks out only the repository being run"
+        )
+    ref = with_.get("ref") or str(state.contexts["github"]["sha"])
+    path = with_.get("path", "").strip("/")
+    dest = f"{state.workspace}/{path}" if path else state.workspace
+    export = state.host_work / f"checkout-{state.next_id()}"
+    await asyncio.to_thread(export_commit, state.repo_root, ref, export)
+    clean = 'rm -rf "$1" && mkdir -p "$(dirname "$1")"'
+    await state.guest.execute(["sh", "-c", clean, "sh", dest])
+    await state.guest.copy_in(export, dest)
+    sink.note(f"Checked out {ref} of {own} into {dest}", "stdout")
+    return StepRun(
+        ok=True, exit_code=0, outputs={"ref": ref, "commit": str(state.contexts["github"]["sha"])}
+    )
+
+
+async def run_composite(
+    state: JobState, frame: Frame, action: actions.Action, ctx: dict[str, Any],
+    with_: Mapping[str, str], step_env: dict[str, str], minutes: float | None,
+) -> StepRun:  # fmt: skip
+    """A composite action: its steps run in this job with their own ``steps`` and
+    ``inputs`` contexts; its outputs are evaluated after them."""
+    guest_dir = state.copied_actions.get(str(action.host_dir))
+    if guest_dir is None:
+        guest_dir = f"{state.layout.actions}/{len(state.copied_actions) + 1}"
+        await state.guest.execute(["mkdir", "-p", state.layout.actions])
+        await state.guest.copy_in(action.host_dir, guest_dir)
+        state.copied_actions[str(action.host_dir)] = guest_dir
+    inputs: dict[str, Any] = dict(with_)
+    for declared in action.inputs:
+        if declared.name not in inputs:
+            if declared.required and declared.default is None:
+                raise actions.ActionError(f"input '{declared.name}' of '{action.uses}' is required")
+            inputs[declared.name] = text_value(declared.default, ctx)
+    inner = Frame(
+        inputs=inputs, action_path=guest_dir, env={**frame.env, **step_env}, composite=True,
+        depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ",
+    )  # fmt: skip
+    saved, deadline = state.status, state.deadline
+    if minutes is not None:
+        limit = time.monotonic() + minutes * 60
+        state.deadline = limit if deadline is None else min(deadline, limit)
+    try:
+        entries = await run_steps(state, inner, action.steps)
+    finally:
+        failed = state.status == "failure"
+        state.status, state.deadline = saved, deadline
+    out_ctx = _contexts(state, inner, {**state.env, **state.file_env, **inner.env})
+    outputs = {name: text_value(node, out_ctx) for name, node in action.outputs}
+    timed_out = any(e.timed_out for e in entries)
+    return StepRun(not failed, 1 if failed else 0, timed_out, outputs)

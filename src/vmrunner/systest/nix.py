@@ -1,0 +1,274 @@
+"""The NixOS flavour: ``nix build`` of a flake's VM with the agent module, read as it streams.
+
+* ``build_argv`` (pure): the ``nix build`` command with fail-fast settings (one
+  download attempt, short connect and stall timeouts) and
+  ``--log-format internal-json``. The VM is
+  ``CONFIG#nixosConfigurations.HOST.config.system.build.vm`` extended (with
+  ``extendModules``) by ``AGENT_MODULE``, which runs the vmrunner guest agent as an
+  early systemd unit on a virtio-serial port and makes the VM headless.
+* ``NixLogReader`` (pure): parses internal-json lines into typed events, remembers
+  build logs per derivation, and says "stop now" at the first network error
+  (FR-003a: no retries, the build ends at once).
+* ``nix_build`` runs it through ``procs.stream_tool``.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmrunner.procs import stream_tool
+from vmrunner.systest import taxonomy as tx
+from vmrunner.systest.phases import PhaseFailed, run_phase
+from vmrunner.systest.result import SystestError
+
+if TYPE_CHECKING:
+    from vmrunner.systest.runner import Systest
+
+FAIL_FAST_OPTIONS = (
+    ("download-attempts", "1"),
+    ("connect-timeout", "5"),
+    ("stalled-download-timeout", "10"),
+    ("fallback", "false"),
+)
+ACT_BUILD = 105
+ACT_FILE_TRANSFER = 101
+RES_BUILD_LOG_LINE = 101
+
+AGENT_MODULE = """\
+# Added by vmrunner: the guest agent on a virtio-serial port, a headless VM.
+{ pkgs, lib, ... }: {
+  systemd.services.vmrunner-agent = {
+    description = "vmrunner guest agent";
+    wantedBy = [ "sysinit.target" ];
+    before = [ "sysinit.target" ];
+    unitConfig.DefaultDependencies = false;
+    serviceConfig = {
+      ExecStart = "${pkgs.python3}/bin/python3 -u ${./agent.py}";
+      Restart = "always";
+      RestartSec = "0.2";
+    };
+  };
+  virtualisation.graphics = false;
+  virtualisation.qemu.options = [
+    "-device virtio-serial-pci"
+    "-chardev socket,id=agent,path=$VMRUNNER_AGENT_SOCK"
+    "-device virtserialport,chardev=agent,name=org.vmrunner.agent"
+    "-serial file:$VMRUNNER_CONSOLE"
+  ];
+  boot.kernelParams = [ "console=ttyS0" "systemd.show_status=1" "panic=-1" ];
+}
+"""
+
+
+def flake_ref(config: str) -> str:
+    """``config`` as a flake reference ``builtins.getFlake`` accepts (local paths made absolute)."""
+    if ":" in config.split("#")[0] or config.startswith(("github", "git+", "path:")):
+        return config
+    return "path:" + str(Path(config).resolve())
+
+
+def vm_expr(config: str, host: str, module: Path) -> str:
+    """The Nix expression for HOST's VM extended with the agent module (needs --impure)."""
+    return (
+        f"(((builtins.getFlake {json.dumps(flake_ref(config))}).nixosConfigurations.{json.dumps(host)})"
+        f".extendModules {{ modules = [ (import {module}) ]; }}).config.system.build.vm"
+    )
+
+
+def build_argv(
+    nix: str, expr: str, *, substituters: str | None = None, single_user: bool = False
+) -> list[str]:
+    """The ``nix build`` argv (pure)."""
+    argv = [nix, "--extra-experimental-features", "nix-command flakes", "build", "--no-link", "--json",
+            "--impure", "--log-format", "internal-json"]  # fmt: skip
+    for key, value in FAIL_FAST_OPTIONS:
+        argv += ["--option", key, value]
+    if substituters is not None:
+        argv += ["--option", "substituters", substituters]
+    if single_user:
+        argv += ["--option", "build-users-group", ""]
+    return [*argv, "--expr", expr]
+
+
+@dataclass(frozen=True)
+class NixEvent:
+    """One internal-json event (only the fields vmrunner uses)."""
+
+    action: str
+    id: int = 0
+    level: int = 0
+    type: int = 0
+    text: str = ""
+    msg: str = ""
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    fields: tuple[Any, ...] = ()
+
+    @classmethod
+    def parse(cls, line: str) -> NixEvent | None:
+        """Parse an ``@nix {...}`` line; None for anything else or malformed JSON."""
+        if not line.startswith("@nix "):
+            return None
+        try:
+            data = json.loads(line[5:])
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("action"), str):
+            return None
+        raw_line, raw_col = data.get("line"), data.get("column")
+        return cls(
+            action=data["action"], id=int(data.get("id") or 0), level=int(data.get("level") or 0),
+            type=int(data.get("type") or 0), text=str(data.get("text") or ""),
+            msg=tx.strip_ansi(str(data.get("msg") or "")),
+            file=str(data["file"]) if data.get("file") else None,
+            line=raw_line if isinstance(raw_line, int) else None,
+            column=raw_col if isinstance(raw_col, int) else None,
+            fields=tuple(data.get("fields") or ()),
+        )  # fmt: skip
+
+
+@dataclass
+class NixLogReader:
+    """Folds internal-json lines into what a classification needs. ``feed`` returns True
+    at the first network error (the caller then kills nix)."""
+
+    messages: list[str] = field(default_factory=list)
+    plain: list[str] = field(default_factory=list)
+    builds: dict[int, str] = field(default_factory=dict)
+    build_logs: dict[str, list[str]] = field(default_factory=dict)
+    downloads: dict[int, str] = field(default_factory=dict)
+    first_error: NixEvent | None = None
+    network: tuple[str, str] | None = None
+
+    def feed(self, line: str) -> bool:
+        ev = NixEvent.parse(line)
+        if ev is None:
+            if line.strip():
+                self.plain.append(tx.strip_ansi(line))
+            return False
+        if ev.action == "start" and ev.type == ACT_BUILD and ev.fields:
+            self.builds[ev.id] = str(ev.fields[0])
+        elif ev.action == "start" and ev.type == ACT_FILE_TRANSFER and ev.fields:
+            self.downloads[ev.id] = str(ev.fields[0])
+        elif (
+            ev.action == "result"
+            and ev.type == RES_BUILD_LOG_LINE
+            and ev.id in self.builds
+            and ev.fields
+        ):
+            self.build_logs.setdefault(self.builds[ev.id], []).append(
+                tx.strip_ansi(str(ev.fields[0]))
+            )
+        elif ev.action == "msg":
+            self.messages.append(ev.msg)
+            if ev.level == 0 and self.first_error is None:
+                self.first_error = ev
+            failure = tx.nix_download_failure(ev.msg)
+            if failure is not None and self.network is None:
+                self.network = failure
+                return True
+        return False
+
+    def text(self) -> str:
+        return "\n".join(self.messages + self.plain)
+
+    def classify(self) -> SystestError:
+        """The error for a failed build: network first, then what Nix said."""
+        err = tx.classify_nix(self.text())
+        ev = self.first_error
+        if err.kind == "eval_error" and ev is not None and ev.file and ev.line is not None:
+            details = dict(err.details)
+            details.update(file=tx.flake_relative(ev.file), line=ev.line, column=ev.column)
+            err = SystestError(err.kind, err.message, err.phase, details)
+        drv = err.details.get("derivation")
+        if err.kind == "build_error" and isinstance(drv, str) and self.build_logs.get(drv):
+            err = SystestError(err.kind, err.message, err.phase,
+                               {**err.details, "log_tail": "\n".join(self.build_logs[drv][-30:])})  # fmt: skip
+        return err
+
+
+def _single_user() -> bool:
+    try:
+        grp.getgrnam("nixbld")
+        return False
+    except KeyError:
+        return True
+
+
+@dataclass(frozen=True)
+class NixBuild:
+    out_path: str | None
+    error: SystestError | None
+    log_tail: str
+
+
+def write_module(tmp: Path) -> Path:
+    """Write the agent module and the agent next to it in ``tmp``; return the module path."""
+    from vmrunner.guest import agent as agent_module
+
+    d = tmp / "nix-agent"
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(agent_module.__file__, d / "agent.py")
+    (d / "module.nix").write_text(AGENT_MODULE)
+    return d / "module.nix"
+
+
+async def nix_build(
+    argv: list[str], *, timeout: float = 3600.0, env: dict[str, str] | None = None
+) -> NixBuild:
+    """Run ``nix build`` (``argv`` from ``build_argv``), stopping at the first network error."""
+    reader = NixLogReader()
+    outcome = await stream_tool(argv, timeout=timeout, on_line=reader.feed, env=env)
+    if outcome.status == 0:
+        try:
+            built = json.loads(outcome.stdout)
+            out = str(built[0]["outputs"]["out"])
+        except (ValueError, LookupError, TypeError):
+            out = None
+        return NixBuild(out, None, tx.tail(reader.text()))
+    if outcome.timed_out:
+        err = SystestError("build_error", f"nix build did not finish within {timeout:.0f} s",
+                           details={"log_tail": tx.tail(reader.text())})  # fmt: skip
+        return NixBuild(None, err, tx.tail(reader.text()))
+    return NixBuild(None, reader.classify(), tx.tail(reader.text()))
+
+
+async def nixos_build_and_install(run: Systest) -> None:
+    """The build phase (``nix build`` of the VM) and the install phase (the VM's disk in our
+    temp directory). Booting a NixOS VM is not wired to the machine backend yet: the
+    boot phase reports that as a harness error."""
+    assert run.tmp is not None
+    if not run.req.host:
+        run.result.errors.append(
+            SystestError("harness_error", "--flavor nixos needs --host NAME", "build")
+        )
+        return
+    module = write_module(run.tmp)
+    nix = shutil.which("nix") or "nix"
+    argv = build_argv(
+        nix, vm_expr(run.req.config, run.req.host, module), single_user=_single_user()
+    )
+    env = {**os.environ, "NIX_BUILD_TOP": str(run.tmp)}
+    built: list[NixBuild] = []
+
+    async def build() -> str:
+        run.progress(f"nix build of {run.req.config}#nixosConfigurations.{run.req.host} (VM)")
+        res = await nix_build(argv, env=env)
+        if res.error is not None:
+            raise PhaseFailed([res.error], res.log_tail)
+        built.append(res)
+        return f"built {res.out_path}\n{res.log_tail}"
+
+    async def install() -> str:
+        raise PhaseFailed([SystestError("harness_error", "booting a NixOS VM is not implemented yet "
+                                        f"(built {built[0].out_path})")])  # fmt: skip
+
+    if await run_phase(run.result, "build", build):
+        await run_phase(run.result, "install", install)

@@ -1,0 +1,300 @@
+"""``vmrunner systest``: preflight, build, install, boot and runtime, in order.
+
+Every resource (temporary directory, VM) is a context entered on one
+``AsyncExitStack``, so it is released after success, failure, boot timeout and
+cancellation (Ctrl-C, SIGTERM). After ``kill -9``, QEMU dies with its parent
+(parent-death signal) and the recorded directories are reaped by the ``gc`` that
+every systest runs first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmrunner.config import Settings
+from vmrunner.errors import (
+    ImageBuildError,
+    KvmUnavailableError,
+    ToolMissingError,
+    VmrunnerError,
+    VmStartError,
+)
+from vmrunner.images.cache import Image, ImageCache
+from vmrunner.procs import require_tool
+from vmrunner.systest import taxonomy as tx
+from vmrunner.systest.phases import PhaseFailed, read_console, run_phase, runtime, wait_for_boot
+from vmrunner.systest.recipe import RecipeInvalidError, SystestRecipe, load_file
+from vmrunner.systest.result import SystestError, SystestResult
+from vmrunner.vm.kvm import choose_accel
+from vmrunner.vm.machine import Accel, BootMode, MachineSpec
+from vmrunner.vm.qemu import QemuMachine
+from vmrunner.vm.records import record_dir
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+MIN_FREE_BYTES = 3 << 30
+DEBIAN_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox", "chroot")
+
+
+@dataclass(frozen=True)
+class SystestRequest:
+    """One ``vmrunner systest``."""
+
+    config: str
+    flavor: str = "debian"
+    host: str | None = None
+    boot_timeout: float = 300.0
+    accel: str = "auto"
+    keep_artifacts: Path | None = None
+    cpus: int = 2
+    memory_mib: int = 1024
+
+
+def _noop(_msg: str) -> None:
+    return None
+
+
+class Systest:
+    """One run: holds the request, the result being filled in, and what phases hand on."""
+
+    def __init__(self, settings: Settings, req: SystestRequest, progress: Progress) -> None:
+        self.settings = settings
+        self.req = req
+        self.progress = progress
+        self.result = SystestResult(id=uuid.uuid4().hex[:12], config=req.config, flavor=req.flavor,
+                                    started_at=time.time())  # fmt: skip
+        self.accel = Accel.TCG
+        self.recipe: SystestRecipe | None = None
+        self.image: Image | None = None
+        self.tmp: Path | None = None
+        self.machine: QemuMachine | None = None
+
+    # -- preflight ------------------------------------------------------------------------
+    async def preflight(self) -> str:
+        errors: list[SystestError] = []
+        lines = []
+        try:
+            self.accel, _ = await asyncio.to_thread(
+                choose_accel, self.req.accel, self.settings.state_dir / "kvm-check.json"
+            )
+            self.result.accel = self.accel.value
+            lines.append(f"accel: {self.accel.value} (asked for {self.req.accel})")
+        except KvmUnavailableError as exc:
+            raise PhaseFailed(
+                [SystestError("kvm_unavailable", str(exc), details={"requested": self.req.accel})]
+            ) from exc
+        tools = DEBIAN_TOOLS if self.req.flavor == "debian" else ("qemu-system-x86_64", "nix")
+        for tool in tools:
+            try:
+                lines.append(f"{tool}: {require_tool(tool)}")
+            except ToolMissingError as exc:
+                errors.append(SystestError("tool_missing", str(exc), details={"tool": tool}))
+        free = shutil.disk_usage(self.settings.cache_dir).free
+        lines.append(f"free disk: {free >> 20} MiB")
+        if free < MIN_FREE_BYTES:
+            errors.append(SystestError("harness_error", f"only {free >> 20} MiB free in {self.settings.cache_dir}; "
+                                       f"a system test needs {MIN_FREE_BYTES >> 20} MiB"))  # fmt: skip
+        if self.req.flavor == "debian":
+            try:
+                self.recipe = load_file(Path(self.req.config))
+                lines.append(f"recipe: {self.recipe.image.name}, {len(self.recipe.checks)} checks")
+            except RecipeInvalidError as exc:
+                errors += [SystestError("recipe_invalid", p.message, details={"file": exc.filename, "line": p.line,
+                                                                              "column": p.col})
+                           for p in exc.problems]  # fmt: skip
+        if errors:
+            raise PhaseFailed(errors, "\n".join(lines))
+        return "\n".join(lines)
+
+    # -- Debian: build and install ----------------------------------------------------------
+    async def debian_build_and_install(self) -> None:
+        """The build phase (root file system, recipe layers) and the install phase (disk image)."""
+        assert self.recipe is not None
+        recipe = self.recipe.image
+        cache = ImageCache(self.settings.images_dir, {recipe.name: recipe})
+        try:
+            image = await asyncio.to_thread(cache.find, recipe.name)
+        except VmrunnerError:
+            image = None  # corrupt: rebuilt below
+        if image is not None:
+            self.image = image
+            note = f"cached image {recipe.name} {image.digest[:16]}"
+            await run_phase(self.result, "build", _const(note))
+            await run_phase(self.result, "install", _const(note))
+            return
+        installing = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stage(name: str) -> None:
+            loop.call_soon_threadsafe(installing.set)
+
+        build_task = asyncio.ensure_future(
+            asyncio.to_thread(cache.ensure, recipe.name, self.progress, stage=stage)
+        )
+
+        async def build() -> str:
+            done = asyncio.ensure_future(installing.wait())
+            await asyncio.wait({build_task, done}, return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            if build_task.done() and build_task.exception() is not None and not installing.is_set():
+                exc = build_task.exception()
+                if isinstance(exc, ImageBuildError):
+                    err = tx.classify_apt(exc.log_tail or str(exc))
+                    raise PhaseFailed([err], exc.log_tail) from exc
+            return (
+                f"root file system for {recipe.name} built ({len(recipe.all_packages())} packages)"
+            )
+
+        async def install() -> str:
+            try:
+                self.image = await build_task
+            except ImageBuildError as exc:
+                raise PhaseFailed([SystestError("install_error", str(exc).splitlines()[0],
+                                                details={"log_tail": exc.log_tail})], exc.log_tail) from exc  # fmt: skip
+            return f"disk image {self.image.rootfs} ({self.image.kernel_version})"
+
+        try:
+            if await run_phase(self.result, "build", build):
+                await run_phase(self.result, "install", install)
+        finally:
+            if not build_task.done():
+                build_task.cancel()
+            with contextlib.suppress(BaseException):
+                await build_task
+
+    # -- boot and runtime -------------------------------------------------------------------
+    async def boot(self, stack: contextlib.AsyncExitStack) -> str:
+        assert self.image is not None
+        spec = MachineSpec(image=self.image, accel=self.accel, cpus=self.req.cpus, memory_mib=self.req.memory_mib,
+                           boot_mode=BootMode.SYSTEMD, boot_timeout=self.req.boot_timeout,
+                           name=f"systest-{self.result.id}")  # fmt: skip
+        deadline = time.monotonic() + self.req.boot_timeout
+        machine = QemuMachine(spec, self.settings.vms_dir)
+        self.progress(
+            f"booting {self.image.name} with systemd ({self.accel.value}), deadline {self.req.boot_timeout:.0f} s"
+        )
+        try:
+            await machine.launch()
+        except VmStartError as exc:
+            console = exc.console_tail
+            err = tx.classify_console(console)
+            if err is None:
+                units = tx.console_units(console)
+                err = SystestError("boot_timeout", f"the guest agent never answered: {str(exc).splitlines()[0]}",
+                                   details={"active_units": list(units.active), "failed_units": list(units.failed),
+                                            "pending_units": list(units.pending), "console_tail": console})  # fmt: skip
+            raise PhaseFailed(
+                [err], console, "timeout" if err.kind == "boot_timeout" else "failed"
+            ) from exc
+        self.machine = machine
+        stack.push_async_callback(self._stop_machine)
+        return await wait_for_boot(machine, deadline)
+
+    async def _stop_machine(self) -> None:
+        if self.machine is None:
+            return
+        if self.req.keep_artifacts is not None:
+            with contextlib.suppress(OSError):
+                dest = self.req.keep_artifacts
+                dest.mkdir(parents=True, exist_ok=True)
+                (dest / "console.log").write_text(read_console(self.machine))
+                self.result.artifacts["console"] = str(dest / "console.log")
+        await self.machine.shutdown(graceful=False)
+
+    async def runtime(self) -> str:
+        assert self.machine is not None
+        checks = self.recipe.checks if self.recipe is not None else ()
+        return await runtime(self.machine, checks)
+
+    # -- the whole run ------------------------------------------------------------------------
+    async def run(self) -> SystestResult:
+        from vmrunner.service import gc
+
+        self.settings.ensure_dirs()
+        (self.settings.state_dir / "tmp").mkdir(exist_ok=True)
+        await asyncio.to_thread(gc, self.settings)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                rec = stack.enter_context(record_dir(self.settings.state_dir / "tmp", "systest"))
+                self.tmp = rec.path
+                await self._phases(stack)
+        except asyncio.CancelledError:
+            self._harness("cancelled", "the system test was cancelled (Ctrl-C or SIGTERM)")
+            self.result.status = "cancelled"
+            self._finish()
+            raise
+        except VmrunnerError as exc:
+            self._harness("harness_error", str(exc))
+        self._finish()
+        return self.result
+
+    async def _phases(self, stack: contextlib.AsyncExitStack) -> None:
+        if not await run_phase(self.result, "preflight", self.preflight):
+            return
+        if self.req.flavor == "debian":
+            await self.debian_build_and_install()
+        else:
+            from vmrunner.systest.nix import nixos_build_and_install
+
+            await nixos_build_and_install(self)
+        if self.result.phase("install").status != "passed":
+            return
+        if not await run_phase(self.result, "boot", lambda: self.boot(stack)):
+            return
+        await run_phase(self.result, "runtime", self.runtime)
+
+    def _harness(self, kind: str, message: str) -> None:
+        running = next(
+            (p for p in self.result.phases if p.status == "failed" and p.finished_at is None), None
+        )
+        current = running or next(
+            (p for p in reversed(self.result.phases) if p.started_at is not None), None
+        )
+        phase = current.name if current else "preflight"
+        if current is not None:
+            current.status = "failed"
+            current.finished_at = current.finished_at or time.time()
+        self.result.errors.append(SystestError(kind, message, phase))
+
+    def _finish(self) -> None:
+        self.result.finished_at = time.time()
+        r = self.result
+        if r.status == "cancelled":
+            return
+        if any(e.kind == "harness_error" for e in r.errors):
+            r.status = "error"
+        elif any(p.status == "timeout" for p in r.phases):
+            r.status = "timeout"
+        elif all(p.status == "passed" for p in r.phases):
+            r.status = "success"
+        else:
+            r.status = "failure"
+
+
+def _const(text: str) -> Callable[[], asyncio.Future[str]]:
+    def body() -> asyncio.Future[str]:
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        fut.set_result(text)
+        return fut
+
+    return body
+
+
+async def run_systest(
+    settings: Settings, req: SystestRequest, progress: Progress = _noop
+) -> SystestResult:
+    """Run one system test and return its result.
+
+    The system under test failing is a result (``status`` failure or timeout);
+    harness failures are recorded as ``harness_error`` (status error). Raises only
+    ``CancelledError`` (after cleanup, with the result marked cancelled).
+    """
+    return await Systest(settings, req, progress).run()
