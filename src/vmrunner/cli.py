@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vmrunner import service
+from vmrunner.cli_learn import learn_app
 from vmrunner.config import Settings, load_settings
 from vmrunner.errors import VmrunnerError
 
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 image_app = typer.Typer(help="Build and list guest images.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+app.add_typer(learn_app, name="learn")
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
 
@@ -83,6 +85,22 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def learning_hint(learning: dict[str, Any] | None) -> str:
+    """The most useful line of a run's learning hints, for people."""
+    steps = (learning or {}).get("failed_steps") or []
+    if not steps:
+        return ""
+    step = steps[0]
+    line = f"seen before: '{step.get('template')}' ({step.get('occurrences_before', 0)} earlier occurrences)"
+    lesson = step.get("lesson") or {}
+    fix = lesson.get("fix")
+    if fix:
+        line += f"; a candidate fix: {json.dumps(fix)[:200]}"
+    if step.get("flaky"):
+        line += "; this command looks flaky (passed and failed on the same commit)"
+    return line if step.get("occurrences_before") or step.get("flaky") else ""
 
 
 def _writer(stream: Any) -> Callable[[bytes], None]:
@@ -165,6 +183,9 @@ def exec_cmd(
         )
         if outcome.result.error:
             err_console.print(f"vmrunner: {outcome.result.error}")
+        hint = learning_hint(outcome.learning)
+        if hint:
+            err_console.print(f"[yellow]vmrunner: {hint}[/]")
     if json_file:
         with open(json_file, "w") as fh:
             json.dump(outcome.to_dict(), fh, indent=2)

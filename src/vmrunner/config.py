@@ -43,6 +43,7 @@ class Settings:
     debian_mirror: str = "http://deb.debian.org/debian"
     debian_security_mirror: str = "http://deb.debian.org/debian-security"
     label_images: Mapping[str, str] = field(default_factory=dict)
+    lesson_min_occurrences: int = 3
 
     @property
     def vms_dir(self) -> Path:
@@ -77,7 +78,7 @@ def _config_file(env: Mapping[str, str]) -> Path:
 def _coerce(key: str, value: Any) -> Any:
     if key in ("state_dir", "cache_dir"):
         return Path(str(value)).expanduser()
-    if key in ("cpus", "memory_mib"):
+    if key in ("cpus", "memory_mib", "lesson_min_occurrences"):
         try:
             return int(value)
         except (TypeError, ValueError) as exc:
@@ -120,6 +121,8 @@ def load_settings(
             ):
                 continue  # the environment wins over the file
             values[key] = _coerce(key, value)
+    if env.get("VMRUNNER_LESSON_MIN"):
+        values["lesson_min_occurrences"] = _coerce("lesson_min_occurrences", env["VMRUNNER_LESSON_MIN"])
     if env.get("VMRUNNER_DATABASE_URL"):
         values["database_url"] = env["VMRUNNER_DATABASE_URL"]
     for key, value in (overrides or {}).items():

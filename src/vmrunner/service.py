@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shlex
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from vmrunner import learn_service
 from vmrunner.config import Settings
 from vmrunner.errors import ConfigError, VmStartError
 from vmrunner.images.cache import Image, ImageCache
+from vmrunner.learning import Observation
 from vmrunner.vm.kvm import KvmStatus, choose_accel, kvm_status
 from vmrunner.vm.machine import (
     BootMode,
@@ -110,6 +115,8 @@ class ExecOutcome:
     image: str
     timings: dict[str, float] = field(default_factory=dict)
     restored: bool = False
+    run_id: str = ""
+    learning: dict[str, object] | None = None
 
     @property
     def status(self) -> int:
@@ -118,6 +125,7 @@ class ExecOutcome:
     def to_dict(self) -> dict[str, object]:
         r = self.result
         return {
+            "id": self.run_id,
             "status": "success" if r.ok else ("timeout" if r.timed_out else "failure"),
             "exit_code": r.exit_code,
             "signal": r.signal,
@@ -129,6 +137,7 @@ class ExecOutcome:
             "duration_s": round(r.duration_s, 6),
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "restored_from_snapshot": self.restored,
+            "learning": self.learning,
             "error": r.error,
         }
 
@@ -185,6 +194,25 @@ async def machine(
         await vm.shutdown(graceful=False)
 
 
+class _Tail:
+    """The last ``limit`` bytes written to it (for failure signatures)."""
+
+    def __init__(self, limit: int = 16384) -> None:
+        self.limit = limit
+        self.data = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        self.data = (self.data + chunk)[-self.limit :]
+
+
+def _tee(first: OutputCallback, second: _Tail) -> OutputCallback:
+    def both(chunk: bytes) -> None:
+        first(chunk)
+        second(chunk)
+
+    return both
+
+
 def _validate(req: ExecRequest) -> tuple[Network, BootMode]:
     if not req.argv:
         raise ConfigError("exec needs a command: vmrunner exec [OPTIONS] -- CMD [ARGS...]")
@@ -226,6 +254,9 @@ async def exec_command(
     )  # fmt: skip
     timings: dict[str, float] = {"prepare_s": time.monotonic() - t0}
     progress(f"booting a {image.name} VM ({accel.value})")
+    run_id = f"exec-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    tail_out, tail_err = _Tail(), _Tail()
+    on_stdout, on_stderr = _tee(on_stdout, tail_out), _tee(on_stderr, tail_err)
     machine = await _launch(spec, settings, use_snapshot=req.snapshot)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(machine.shutdown, graceful=False)
@@ -245,9 +276,19 @@ async def exec_command(
         for c in req.copy_out:
             await machine.copy_out(c.src, Path(c.dst))
     timings["total_s"] = time.monotonic() - t0
+    obs = Observation(
+        command=shlex.join(req.argv), exit_code=result.status, duration_s=result.duration_s,
+        finished_at=datetime.now(UTC), run_id=run_id, job="exec", step=1, step_name="exec",
+        image=image.name, kind="exec", output=tail_out.data + tail_err.data, env=dict(req.env),
+    )  # fmt: skip
+    await asyncio.to_thread(learn_service.record, settings, [obs])
+    hints = None
+    if not result.ok:
+        explanation = await asyncio.to_thread(learn_service.explain, settings, run_id)
+        hints = explanation.to_dict() if explanation is not None else None
     return ExecOutcome(
         result=result, accel=accel.value, kvm=kvm, image=image.name, timings=timings,
-        restored=machine.restored,
+        restored=machine.restored, run_id=run_id, learning=hints,
     )  # fmt: skip
 
 

@@ -1,0 +1,43 @@
+"""The learning part of the service layer: record what ran, answer queries.
+
+Opens the store named by the settings (SQLite in the state directory by default)
+with the configured lesson threshold. Recording is best effort for callers that
+run commands: a broken store is logged, never turned into a failed command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from vmrunner.config import Settings
+from vmrunner.errors import StoreError
+from vmrunner.learning import LearningConfig, LearningService, Observation, RunExplanation
+
+log = logging.getLogger(__name__)
+
+
+def open_learning(settings: Settings) -> LearningService:
+    """The learning service over the configured database (migrated on open)."""
+    settings.ensure_dirs()
+    config = LearningConfig(lesson_min_occurrences=settings.lesson_min_occurrences)
+    return LearningService.open(settings.db_url, config)
+
+
+def record(settings: Settings, observations: Iterable[Observation]) -> None:
+    """Record ``observations``; a store failure is logged, not raised."""
+    try:
+        with open_learning(settings) as svc:
+            svc.record(list(observations))
+    except StoreError as exc:
+        log.warning("could not record command outcomes: %s", exc)
+
+
+def explain(settings: Settings, run_id: str) -> RunExplanation | None:
+    """The learning hints for a stored run, or None if the store cannot be read."""
+    try:
+        with open_learning(settings) as svc:
+            return svc.explain(run_id)
+    except StoreError as exc:
+        log.warning("could not read learning hints: %s", exc)
+        return None
