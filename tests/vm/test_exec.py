@@ -220,3 +220,31 @@ def test_accel_kvm_fails_fast_with_the_kvm_message(vm_env: dict[str, str]) -> No
     assert proc.returncode == 125
     assert b"KVM" in proc.stderr and b"not functional" in proc.stderr
     assert took < 30
+
+
+def test_every_exec_is_learned_from(vm_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    for i in range(3):
+        proc = vmrunner([*TCG, "--", "python3", "-c", f"import missing_module_{i}"], vm_env)
+        assert proc.returncode == 1
+    result = tmp_path / "r.json"
+    proc = vmrunner(
+        [*TCG, "--json", str(result), "--", "python3", "-c", "import missing_module_9"], vm_env
+    )
+    doc = json.loads(result.read_text())
+    assert doc["status"] == "failure" and doc["exit_status"] == 1 and doc["accel"] == "tcg"
+    step = doc["learning"]["failed_steps"][0]
+    assert step["template"] == "ModuleNotFoundError: No module named <*>"
+    assert step["occurrences_before"] == 3
+    assert step["lesson"]["occurrences"] == 4
+    lessons = json.loads(vmrunner(["learn", "lessons", "--json"], vm_env).stdout)
+    assert [les["occurrences"] for les in lessons["lessons"]] == [4]
+    explained = json.loads(vmrunner(["learn", "explain", doc["id"], "--json"], vm_env).stdout)
+    assert explained["found"] is True
+    predicted = json.loads(
+        vmrunner(
+            ["learn", "predict", "python3 -c 'import missing_module_1'", "--json"], vm_env
+        ).stdout
+    )
+    assert predicted["probability"] < 0.5
