@@ -140,7 +140,9 @@ class RunOutcome:
 
 
 class VmFactory:
-    """Fresh VMs from the service layer, one per job instance."""
+    """Fresh VMs from the service layer, one per job instance. Every VM gets the same
+    QEMU name: the name is part of the snapshot key, so per-job names would make every
+    job boot cold."""
 
     def __init__(self, settings: Settings, accel: str) -> None:
         self.settings, self.requested = settings, accel
@@ -153,7 +155,7 @@ class VmFactory:
     async def _machine(self, image: str, name: str) -> AsyncIterator[Guest]:
         async with service.machine(
             self.settings, image=image, accel=self.requested, cpus=self.settings.cpus,
-            memory_mib=self.settings.memory_mib, name=name,
+            memory_mib=self.settings.memory_mib, name="job",
         ) as vm:  # fmt: skip
             self.accel = vm.spec.accel.value
             yield vm

@@ -248,3 +248,17 @@ def test_every_exec_is_learned_from(vm_env: dict[str, str], tmp_path: Path) -> N
         ).stdout
     )
     assert predicted["probability"] < 0.5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cleans_up_at_once(vm_env: dict[str, str], state_dir: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (or SIGTERM) during a command: exit 130, the VM and its files are gone."""
+    cmd = [sys.executable, "-m", "vmrunner", *TCG, "--", "sh", "-c", "echo running; sleep 600"]
+    proc = subprocess.Popen(cmd, env=vm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"running\n"
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 130
+    assert _qemu_pids_for(state_dir) == []
+    vms = state_dir / "vms"
+    assert not vms.exists() or list(vms.iterdir()) == []
