@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 PKGS=(
   qemu-system-x86 qemu-utils mmdebstrap busybox-static e2fsprogs iproute2 nftables
-  util-linux python3 python3-venv python3-pip postgresql
+  util-linux python3 python3-venv python3-pip postgresql nix-bin
 )
 missing=()
 for p in "${PKGS[@]}"; do

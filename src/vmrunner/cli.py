@@ -366,15 +366,18 @@ def check(
 
 @app.command()
 def schema(
-    name: Annotated[str, typer.Argument(help="Which schema: result.")] = "result",
+    name: Annotated[str, typer.Argument(help="Which schema: result or recipe.")] = "result",
 ) -> None:
-    """Print a JSON Schema (``result``: the result document of run --json)."""
+    """Print a JSON Schema: ``result`` (every --json result: run and systest) or ``recipe``
+    (a Debian system-test recipe)."""
     from vmrunner.results import RESULT_SCHEMA
+    from vmrunner.systest.recipe import recipe_schema
 
-    if name != "result":
-        err_console.print(f"vmrunner: unknown schema {name!r} (known: result)")
+    schemas = {"result": RESULT_SCHEMA, "recipe": recipe_schema()}
+    if name not in schemas:
+        err_console.print(f"vmrunner: unknown schema {name!r} (known: {', '.join(schemas)})")
         raise typer.Exit(HARNESS_EXIT)
-    print(json.dumps(RESULT_SCHEMA, indent=2))
+    print(json.dumps(schemas[name], indent=2))
 
 
 class TerminalReporter:
@@ -481,4 +484,7 @@ def run(
         out_console.print(f"nothing to run: no workflow is triggered by '{event}' ({reasons})")
         raise typer.Exit(0)
     out_console.print(render_text(outcome.document), markup=False)
+    hint = learning_hint(outcome.document.get("learning"))
+    if hint:
+        out_console.print(f"learning: {hint}", style="yellow", markup=False)
     raise typer.Exit(outcome.exit_status)

@@ -122,7 +122,9 @@ def load_settings(
                 continue  # the environment wins over the file
             values[key] = _coerce(key, value)
     if env.get("VMRUNNER_LESSON_MIN"):
-        values["lesson_min_occurrences"] = _coerce("lesson_min_occurrences", env["VMRUNNER_LESSON_MIN"])
+        values["lesson_min_occurrences"] = _coerce(
+            "lesson_min_occurrences", env["VMRUNNER_LESSON_MIN"]
+        )
     if env.get("VMRUNNER_DATABASE_URL"):
         values["database_url"] = env["VMRUNNER_DATABASE_URL"]
     for key, value in (overrides or {}).items():

@@ -69,7 +69,9 @@ class ImageError(VmrunnerError):
     """An image, kernel or initramfs is missing or corrupt."""
 
 
-def describe(message: str, argv: Sequence[str], status: int | None, tails: Sequence[tuple[str, str]]) -> str:
+def describe(
+    message: str, argv: Sequence[str], status: int | None, tails: Sequence[tuple[str, str]]
+) -> str:
     """A harness error message: what failed, the exact command, its exit status, log tails."""
     import shlex
 

@@ -86,11 +86,13 @@ class StepEntry:
     timed_out: bool = False
     outputs: Mapping[str, str] = field(default_factory=dict)
     annotations: tuple[Annotation, ...] = ()
+    command: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
+            "command": self.command,
             "outcome": self.outcome,
             "conclusion": self.conclusion,
             "exit_code": self.exit_code,
@@ -222,7 +224,7 @@ _STEP = _obj(
     ["id", "name", "outcome", "conclusion", "exit_code", "duration_s", "log_tail"],
     {"id": _STR, "name": _STR, "outcome": _JOB_STATUS, "conclusion": _JOB_STATUS,
      "exit_code": _OPT_INT, "duration_s": _NUM, "log_tail": _STR, "timed_out": {"type": "boolean"},
-     "outputs": _STRMAP, "annotations": {"type": "array", "items": _ANNOTATION}},
+     "outputs": _STRMAP, "annotations": {"type": "array", "items": _ANNOTATION}, "command": _STR},
 )  # fmt: skip
 _JOB = _obj(
     ["id", "name", "status", "matrix", "outputs", "steps"],
@@ -233,9 +235,14 @@ _JOB = _obj(
 )  # fmt: skip
 _PHASE = _obj(
     ["name", "status", "duration_s"],
-    {"name": _STR, "status": _JOB_STATUS, "duration_s": _NUM, "log_tail": _STR},
-)
-_TIME = {"type": "string", "format": "date-time"}
+    {"name": _STR, "status": {"enum": ["passed", "failed", "skipped", "timeout"]},
+     "duration_s": _NUM, "log_tail": _STR},
+)  # fmt: skip
+_TIME = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
+}
 
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -268,6 +275,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "errors": {"type": "array", "items": _ERROR},
         "jobs": {"type": "array", "items": _JOB},
         "phases": {"type": "array", "items": _PHASE},
+        "learning": {"type": ["object", "null"]},
     },
     "allOf": [
         {
@@ -280,6 +288,18 @@ RESULT_SCHEMA: dict[str, Any] = {
         },
     ],
 }
+
+
+def _with_systest(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the system-test specifics (phase and error fields) to the systest branch."""
+    from vmrunner.systest.result import RESULT_SCHEMA as SYSTEST
+
+    detail = {k: v for k, v in SYSTEST.items() if not k.startswith("$") and k != "title"}
+    schema["allOf"][1]["then"] = {**schema["allOf"][1]["then"], "allOf": [detail]}
+    return schema
+
+
+RESULT_SCHEMA = _with_systest(RESULT_SCHEMA)
 
 _VALIDATOR = Draft202012Validator(RESULT_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 

@@ -16,12 +16,14 @@ import secrets as pysecrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vmrunner import service
+from vmrunner import learn_service, service
 from vmrunner.config import Settings
 from vmrunner.errors import ConfigError, UserInputError
+from vmrunner.learning import Observation
 from vmrunner.results import ErrorEntry, RunDocument, validate_result
 from vmrunner.runner.concurrency_store import ConcurrencyStore
 from vmrunner.runner.context import (
@@ -211,18 +213,39 @@ def _load(file: Path, event: EventSpec) -> tuple[Workflow | None, str | None, li
     return workflow, None if decision.matched else decision.reason, []
 
 
+def dispatch_inputs(workflow: Workflow, event: EventSpec) -> dict[str, Any]:
+    """The ``inputs`` context of a ``workflow_dispatch`` run: the given inputs over the
+    declared defaults, booleans and numbers typed as declared; the given ones otherwise."""
+    if event.name != "workflow_dispatch":
+        return dict(event.inputs)
+    inputs: dict[str, Any] = dict(event.inputs)
+    for declared in workflow.on.inputs("workflow_dispatch"):
+        value = inputs.get(declared.name)
+        if value is None:
+            default = getattr(declared.default, "value", None)
+            value = "" if default is None else default
+        if declared.type == "boolean" and isinstance(value, str):
+            value = value.lower() == "true"
+        elif declared.type == "number" and isinstance(value, str) and value:
+            try:
+                value = float(value) if "." in value else int(value)
+            except ValueError:
+                pass
+        inputs[declared.name] = value
+    return inputs
+
+
 async def _run_one(env: RunEnv, workflow: Workflow, file: str, order: int) -> None:
     """One workflow, inside its workflow-level concurrency group when it has one."""
     name = to_string(getattr(workflow.name, "value", None) or file)
     run = dataclasses.replace(env.run, workflow_name=name, workflow_file=file)
-    execution = WorkflowExecution(
-        env, workflow, file, inputs=dict(env.run.event.inputs), order=(order,), run=run
-    )
+    inputs = dispatch_inputs(workflow, env.run.event)
+    execution = WorkflowExecution(env, workflow, file, inputs=inputs, order=(order,), run=run)
     group, holder, store = None, f"{env.run.run_id}/{file}", env.store
     if workflow.concurrency is not None and store is not None:
         ctx = {
             "github": github_context(run, ""),
-            "inputs": dict(env.run.event.inputs),
+            "inputs": inputs,
             "vars": dict(env.vars),
         }
         group = f"workflow:{text_value(workflow.concurrency.group, ctx)}"
@@ -319,9 +342,48 @@ async def run_workflows(
     env.errors.extend(load_errors)
     await asyncio.gather(*(_run_one(env, wf, rel, i) for i, (wf, rel) in enumerate(to_run)))
     document = _document(env, git, event, started, files, outcome, factory, load_errors)
+    await asyncio.to_thread(_learn, settings, document, git)
     outcome.document = document
     (run_dir / "result.json").write_text(json.dumps(document, indent=2))
     return outcome
+
+
+def observations(document: Mapping[str, Any], git: GitInfo) -> list[Observation]:
+    """One observation per step that ran, in order per job, each with the command run
+    before it in the same job (``prev_command``)."""
+    finished = datetime.fromisoformat(str(document["finished_at"]).replace("Z", "+00:00"))
+    out: list[Observation] = []
+    for job in document.get("jobs", []):
+        prev: str | None = None
+        for index, step in enumerate(job.get("steps", []), start=1):
+            command = str(step.get("command") or "")
+            if step.get("outcome") == "skipped" or not command:
+                continue
+            code = step.get("exit_code")
+            exit_code = (
+                124
+                if step.get("timed_out")
+                else (code if code is not None else (0 if step["outcome"] == "success" else 1))
+            )
+            out.append(
+                Observation(
+                    command=command, exit_code=int(exit_code), duration_s=float(step.get("duration_s") or 0.0),
+                    finished_at=finished, run_id=str(document["id"]), job=str(job["id"]), step=index,
+                    step_name=str(step.get("name") or ""), repo=git.repository, branch=git.branch or "",
+                    workflow=str(job.get("workflow") or ""), commit=git.sha, image=str(job.get("image") or ""),
+                    kind="step", prev_command=prev, output=str(step.get("log_tail") or ""),
+                )
+            )  # fmt: skip
+            prev = command
+    return out
+
+
+def _learn(settings: Settings, document: dict[str, Any], git: GitInfo) -> None:
+    """Record the run's steps in the learning store; a failed run gets its hints."""
+    learn_service.record(settings, observations(document, git))
+    if document["status"] != "success":
+        hints = learn_service.explain(settings, str(document["id"]))
+        document["learning"] = hints.to_dict() if hints is not None else None
 
 
 def _relative(file: Path, root: Path) -> str:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from conftest import vmrunner
-
 from vmrunner.vm.records import VmRecord, collect, new_record_dir
 
 
@@ -97,7 +96,10 @@ def test_bad_flags_are_clear_errors(vm_env: dict[str, str], tmp_path: Path) -> N
         (["exec", "--accel", "fast", "--", "true"], b"--accel must be auto, kvm or tcg"),
         (["exec", "--network", "bridge", "--", "true"], b"'bridge' is not a valid Network"),
         (["exec", "--copy-in", "nocolon", "--", "true"], b"--copy-in expects SRC:DST"),
-        (["exec", "--copy-in", f"{tmp_path}/missing:/x", "--", "true"], b"does not exist on the host"),
+        (
+            ["exec", "--copy-in", f"{tmp_path}/missing:/x", "--", "true"],
+            b"does not exist on the host",
+        ),
         (["exec", "--image", "nosuch", "--accel", "tcg", "--", "true"], b"unknown image 'nosuch'"),
         (["exec", "--accel", "tcg"], b"Missing argument"),
     ]

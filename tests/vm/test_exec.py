@@ -251,7 +251,9 @@ def test_every_exec_is_learned_from(vm_env: dict[str, str], tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_cleans_up_at_once(vm_env: dict[str, str], state_dir: Path, sig: signal.Signals) -> None:
+def test_interrupt_cleans_up_at_once(
+    vm_env: dict[str, str], state_dir: Path, sig: signal.Signals
+) -> None:
     """Ctrl-C (or SIGTERM) during a command: exit 130, the VM and its files are gone."""
     cmd = [sys.executable, "-m", "vmrunner", *TCG, "--", "sh", "-c", "echo running; sleep 600"]
     proc = subprocess.Popen(cmd, env=vm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,11 +229,13 @@ class WorkflowExecution:
             )
             for i, combo in enumerate(combos)
         ]
+        pending = set(tasks)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                summary = await next_done
-                if summary.result == "failure" and fail_fast:
-                    for task in tasks:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = any(not t.cancelled() and t.result().result == "failure" for t in done)
+                if failed and fail_fast:
+                    for task in pending:
                         task.cancel()
         except asyncio.CancelledError:
             for task in tasks:
@@ -386,7 +389,7 @@ class WorkflowExecution:
                     guest, key, ctx, {**default_env(ctx["github"], ctx["runner"]), **ctx["env"]},
                     self.env.masker, self.env.reporter, self.env.run.layout, host_work,
                     self.env.run.git.root, self.env.actions_dirs, image, shell, wd,
-                    started + minutes * 60,
+                    time.monotonic() + minutes * 60,  # counted from when the VM is up
                 )  # fmt: skip
                 await self._setup(state)
                 frame = Frame()
@@ -404,6 +407,8 @@ class WorkflowExecution:
             self.env.errors.append(
                 ErrorEntry("harness", self.env.masker.mask(str(exc)), f"{self.prefix}{job.id}")
             )
+        finally:  # the scratch directory holds unmasked files (checkouts, env files)
+            shutil.rmtree(host_work, ignore_errors=True)
         if state is not None and state.timed_out:
             self.env.errors.append(
                 ErrorEntry(
@@ -436,7 +441,7 @@ class WorkflowExecution:
         )
         log_file.parent.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            log_file.write_text("\n".join(state.log) + "\n")
+            log_file.write_text(self.env.masker.mask("\n".join(state.log)) + "\n")
             self.env.errors.extend(state.errors)
         masker = self.env.masker
         self._record(

@@ -47,9 +47,11 @@ class OutputSink:
     :meth:`close` when the command has ended."""
 
     def __init__(
-        self, job: str, masker: Masker, reporter: Reporter, log: list[str], tail: int = 30
-    ) -> None:
+        self, job: str, masker: Masker, reporter: Reporter, log: list[str], tail: int = 30,
+        parent: OutputSink | None = None,
+    ) -> None:  # fmt: skip
         self.job, self.masker, self.reporter, self.log = job, masker, reporter, log
+        self.parent = parent  # a composite action's step: its lines also end the action's tail
         self.parser = CommandParser()
         self.tail: deque[str] = deque(maxlen=tail)
         self.annotations: list[Annotation] = []
@@ -124,7 +126,10 @@ class OutputSink:
 
     def _keep(self, masked: str) -> None:
         self.log.append(masked)
-        self.tail.append(masked)
+        sink: OutputSink | None = self
+        while sink is not None:
+            sink.tail.append(masked)
+            sink = sink.parent
 
     def tail_text(self) -> str:
         return "\n".join(self.tail)

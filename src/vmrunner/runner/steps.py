@@ -15,7 +15,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,7 @@ class Frame:
     composite: bool = False
     depth: int = 0
     label: str = ""
+    sink: OutputSink | None = None
 
 
 @dataclass
@@ -164,7 +165,7 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
     label = f"{frame.label}{name}"
     state.reporter.step_started(state.key, label)
     state.log.append(f"##[step]{label}")
-    sink = OutputSink(state.key, state.masker, state.reporter, state.log)
+    sink = OutputSink(state.key, state.masker, state.reporter, state.log, parent=frame.sink)
     started = time.monotonic()
     coe = False
     try:
@@ -178,7 +179,16 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
         sink.note(f"##[error]{exc}")
         state.errors.append(ErrorEntry("step", state.masker.mask(str(exc)), state.key, name))
         result = StepRun(ok=False)
-    return _finish(state, frame, step_id, name, result, coe, sink, time.monotonic() - started)
+    entry = _finish(state, frame, step_id, name, result, coe, sink, time.monotonic() - started)
+    return replace(entry, command=_command_text(step))
+
+
+def _command_text(step: Step) -> str:
+    """The step as written (``run:`` text before expansion, or ``uses: X``): what the
+    learning store keys on. Expressions stay unexpanded, so no secret value is in it."""
+    if step.uses is not None:
+        return f"uses: {step.uses.text}"
+    return to_string(getattr(step.run, "value", "") or "").strip()
 
 
 def _finish(
@@ -342,7 +352,7 @@ async def run_uses(
         raise actions.ActionError(
             f"composite actions nest more than {MAX_ACTION_DEPTH} levels at '{uses}'"
         )
-    return await run_composite(state, frame, action, ctx, with_, step_env, minutes)
+    return await run_composite(state, frame, action, ctx, with_, step_env, minutes, sink)
 
 
 async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) -> StepRun:
@@ -371,7 +381,7 @@ async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) 
 
 async def run_composite(
     state: JobState, frame: Frame, action: actions.Action, ctx: dict[str, Any],
-    with_: Mapping[str, str], step_env: dict[str, str], minutes: float | None,
+    with_: Mapping[str, str], step_env: dict[str, str], minutes: float | None, sink: OutputSink,
 ) -> StepRun:  # fmt: skip
     """A composite action: its steps run in this job with their own ``steps`` and
     ``inputs`` contexts; its outputs are evaluated after them."""
@@ -389,7 +399,7 @@ async def run_composite(
             inputs[declared.name] = text_value(declared.default, ctx)
     inner = Frame(
         inputs=inputs, action_path=guest_dir, env={**frame.env, **step_env}, composite=True,
-        depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ",
+        depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ", sink=sink,
     )  # fmt: skip
     saved, deadline = state.status, state.deadline
     if minutes is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ FAIL_FAST_OPTIONS = (
 ACT_BUILD = 105
 ACT_FILE_TRANSFER = 101
 RES_BUILD_LOG_LINE = 101
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 AGENT_MODULE = """\
 # Added by vmrunner: the guest agent on a virtio-serial port, a headless VM.
@@ -82,9 +84,14 @@ def vm_expr(config: str, host: str, module: Path) -> str:
 
 
 def build_argv(
-    nix: str, expr: str, *, substituters: str | None = None, single_user: bool = False
+    nix: str,
+    expr: str,
+    *,
+    substituters: str | None = None,
+    single_user: bool = False,
+    options: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
-    """The ``nix build`` argv (pure)."""
+    """The ``nix build`` argv (pure); ``options`` are extra ``--option KEY VALUE`` pairs."""
     argv = [nix, "--extra-experimental-features", "nix-command flakes", "build", "--no-link", "--json",
             "--impure", "--log-format", "internal-json"]  # fmt: skip
     for key, value in FAIL_FAST_OPTIONS:
@@ -93,6 +100,8 @@ def build_argv(
         argv += ["--option", "substituters", substituters]
     if single_user:
         argv += ["--option", "build-users-group", ""]
+    for key, value in options:
+        argv += ["--option", key, value]
     return [*argv, "--expr", expr]
 
 

@@ -271,7 +271,8 @@ def list_jobs_units(output: str) -> list[str]:
 
 def list_units_names(output: str) -> list[str]:
     """Unit names from ``systemctl list-units --no-legend --plain`` (first column)."""
-    return [ln.split()[0].lstrip("●*").strip() for ln in output.splitlines() if ln.split()]
+    rows = (ln.strip().lstrip("●*").split() for ln in output.splitlines())
+    return [row[0] for row in rows if row]
 
 
 def parse_show(output: str) -> dict[str, str]:

@@ -1,0 +1,274 @@
+"""The scheduler and step semantics against a fake guest that runs on the host."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmrunner.results import validate_result
+from vmrunner.runner.concurrency_store import ConcurrencyStore
+from vmrunner.runner.context import GuestLayout, RunInfo, git_info, make_event
+from vmrunner.runner.engine import RunEnv, WorkflowExecution
+from vmrunner.runner.masking import Masker
+from vmrunner.runner.output import NullReporter
+from vmrunner.workflow.check import load_workflow
+
+from .fakes import HostFactory
+
+
+def _git_repo(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "f.txt").write_text("x")
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(root), *argv], check=True)
+    return root
+
+
+def _run(tmp_path: Path, text: str, **env_kw: Any) -> tuple[RunEnv, dict[str, Any]]:
+    repo = _git_repo(tmp_path / "repo")
+    git = git_info(repo)
+    layout = GuestLayout(home=str(tmp_path / "guest"), tool_cache=str(tmp_path / "tools"))
+    info = RunInfo("42", 7, "wf", "wf.yml", git, make_event(git, "push", None, {}), layout)
+    workflow = load_workflow(textwrap.dedent(text), "wf.yml")
+    env = RunEnv(info, HostFactory(), NullReporter(), Masker(), tmp_path / "run",
+                 ConcurrencyStore(tmp_path / "conc"), **env_kw)  # fmt: skip
+    summaries = asyncio.run(WorkflowExecution(env, workflow, "wf.yml").run())
+    return env, {k: v for k, v in summaries.items()}
+
+
+def _entries(env: RunEnv) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for _, e in sorted(env.entries, key=lambda p: p[0]):
+        out.setdefault(e.id, []).append(e)
+    return out
+
+
+def test_a_job_starts_when_its_own_needs_finish_not_at_a_stage_barrier(tmp_path: Path) -> None:
+    stamp = tmp_path / "stamps"
+    wf = f"""
+    on: push
+    jobs:
+      slow:
+        runs-on: ubuntu-latest
+        steps:
+          - run: sleep 1.5; echo "slow-end $(date +%s.%N)" >> {stamp}
+      quick:
+        runs-on: ubuntu-latest
+        steps:
+          - run: "true"
+      next:
+        needs: quick
+        runs-on: ubuntu-latest
+        steps:
+          - run: echo "next-start $(date +%s.%N)" >> {stamp}
+    """
+    _env, summaries = _run(tmp_path, wf)
+    assert {k: v.result for k, v in summaries.items()} == dict.fromkeys(
+        ("slow", "quick", "next"), "success"
+    )
+    times = dict(line.split() for line in stamp.read_text().splitlines())
+    assert float(times["next-start"]) < float(times["slow-end"])
+
+
+def test_outputs_needs_and_job_if(tmp_path: Path) -> None:
+    wf = """
+    on: push
+    jobs:
+      a:
+        runs-on: ubuntu-latest
+        outputs:
+          x: ${{ steps.s.outputs.x }}
+        steps:
+          - id: s
+            run: echo "x=hello" >> "$GITHUB_OUTPUT"
+      b:
+        needs: a
+        if: needs.a.outputs.x == 'hello'
+        runs-on: ubuntu-latest
+        steps:
+          - run: test "${{ needs.a.result }}" = success
+      c:
+        needs: a
+        if: needs.a.outputs.x == 'nope'
+        runs-on: ubuntu-latest
+        steps:
+          - run: exit 1
+    """
+    _env, summaries = _run(tmp_path, wf)
+    assert summaries["a"].outputs == {"x": "hello"}
+    assert summaries["b"].result == "success"
+    assert summaries["c"].result == "skipped"
+
+
+def test_fail_fast_cancels_the_other_matrix_jobs(tmp_path: Path) -> None:
+    wf = """
+    on: push
+    jobs:
+      m:
+        runs-on: ubuntu-latest
+        strategy:
+          matrix:
+            n: [1, 2, 3]
+        steps:
+          - run: if [ ${{ matrix.n }} = 1 ]; then exit 1; fi; sleep 3
+    """
+    env, summaries = _run(tmp_path, wf)
+    assert summaries["m"].result == "failure"
+    statuses = sorted(e.status for e in _entries(env)["m"])
+    assert statuses == ["cancelled", "cancelled", "failure"]
+
+
+def test_max_parallel_one_runs_the_matrix_one_at_a_time(tmp_path: Path) -> None:
+    stamp = tmp_path / "stamps"
+    wf = f"""
+    on: push
+    jobs:
+      m:
+        runs-on: ubuntu-latest
+        strategy:
+          max-parallel: 1
+          fail-fast: false
+          matrix:
+            n: [1, 2, 3]
+        steps:
+          - run: |
+              echo "start ${{{{ matrix.n }}}} $(date +%s.%N)" >> {stamp}
+              sleep 0.3
+              echo "end ${{{{ matrix.n }}}} $(date +%s.%N)" >> {stamp}
+              test "${{{{ strategy.max-parallel }}}}/${{{{ strategy.fail-fast }}}}" = 1/false
+    """
+    _env, summaries = _run(tmp_path, wf)
+    assert summaries["m"].result == "success"
+    events = [line.split() for line in stamp.read_text().splitlines()]
+    assert [e[0] for e in events] == ["start", "end"] * 3
+
+
+def test_a_matrix_over_256_jobs_is_a_clear_job_error(tmp_path: Path) -> None:
+    wf = """
+    on: push
+    jobs:
+      big:
+        runs-on: ubuntu-latest
+        strategy:
+          matrix:
+            a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+            b: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        steps:
+          - run: "true"
+    """
+    env, summaries = _run(tmp_path, wf)
+    assert summaries["big"].result == "failure"
+    assert any("256" in e.message for e in env.errors)
+
+
+def test_matrix_filter_and_step_semantics(tmp_path: Path) -> None:
+    wf = """
+    on: push
+    env:
+      A: wf
+    jobs:
+      m:
+        runs-on: [self-hosted, linux]
+        env:
+          B: job
+        strategy:
+          matrix:
+            n: [1, 2]
+        steps:
+          - run: echo "::add-mask::topsecret"; echo "value topsecret"; echo "A=from-file" >> "$GITHUB_ENV"
+          - id: check
+            env:
+              B: step
+            run: test "$A/$B" = "from-file/step"
+          - run: exit 3
+            continue-on-error: true
+          - if: steps.check.outcome == 'success'
+            run: echo "ran"
+          - if: failure()
+            run: echo "not ran"
+    """
+    env, _ = _run(tmp_path, wf, matrix_filter={"n": "2"})
+    (entry,) = _entries(env)["m"]
+    assert entry.matrix == {"n": 2}
+    outcomes = [(s.outcome, s.conclusion) for s in entry.steps]
+    assert outcomes == [("success", "success"), ("success", "success"), ("failure", "success"),
+                        ("success", "success"), ("skipped", "skipped")]  # fmt: skip
+    assert "value ***" in entry.steps[0].log_tail
+    assert "topsecret" not in Path(entry.log or "").read_text()
+
+
+def test_job_concurrency_and_unknown_label(tmp_path: Path) -> None:
+    wf = """
+    on: push
+    jobs:
+      one:
+        runs-on: ubuntu-latest
+        concurrency: same
+        steps:
+          - run: "true"
+      two:
+        runs-on: macos-latest
+        steps:
+          - run: "true"
+    """
+    env, summaries = _run(tmp_path, wf)
+    assert summaries["one"].result == "success"
+    assert summaries["two"].result == "failure"
+    assert any("macos-latest" in e.message for e in env.errors)
+
+
+def test_concurrency_store_pending_runs_and_dead_owners(tmp_path: Path) -> None:
+    store = ConcurrencyStore(tmp_path)
+    assert store.admit("g", "r1", False) == "running"
+    assert store.admit("g", "r2", False) == "pending"
+    assert store.admit("G", "r3", False) == "pending"  # group names ignore case
+    assert store.slot("g", "r2") == "cancelled"
+    assert store.slot("g", "r3") == "pending"
+    store.release("g", "r1")
+    assert store.slot("g", "r3") == "running"
+    assert store.admit("g", "r4", True) == "pending"
+    assert store.is_cancelled("r3")
+    other = ConcurrencyStore(tmp_path)  # another process's view of the same directory
+    assert other.slot("g", "r4") == "pending"
+
+
+def test_results_from_a_fake_run_validate(tmp_path: Path) -> None:
+    from vmrunner.results import RunDocument
+
+    env, _ = _run(
+        tmp_path,
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n",
+    )
+    doc = RunDocument("42", "workflow", "success", 1.0, 2.0, "fake",
+                      tuple(env.errors), tuple(e for _, e in env.entries)).to_dict()  # fmt: skip
+    assert validate_result(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("shell", "argv"),
+    [
+        (None, ["bash", "-e", "S"]),
+        ("bash", ["bash", "--noprofile", "--norc", "-eo", "pipefail", "S"]),
+        ("sh", ["sh", "-e", "S"]),
+        ("python", ["python", "S"]),
+        ("perl -w {0}", ["perl", "-w", "S"]),
+    ],
+)
+def test_shell_templates(shell: str | None, argv: list[str]) -> None:
+    from vmrunner.runner.guest import resolve_shell
+
+    assert resolve_shell(shell).command("S") == argv
+
+
+@pytest.mark.parametrize("shell", ["cmd", "powershell", "perl -w"])
+def test_bad_shells_are_clear_errors(shell: str) -> None:
+    from vmrunner.runner.guest import ShellError, resolve_shell
+
+    with pytest.raises(ShellError):
+        resolve_shell(shell)
