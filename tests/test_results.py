@@ -13,7 +13,6 @@ from vmrunner.results import (
     Annotation,
     ErrorEntry,
     JobEntry,
-    PhaseEntry,
     RunDocument,
     StepEntry,
     render_text,
@@ -42,10 +41,15 @@ def test_a_workflow_document_validates() -> None:
 
 
 def test_a_systest_document_validates_and_has_phases_not_jobs() -> None:
-    doc = RunDocument("s1", "systest", "timeout", 0.0, 1.0, None,
-                      phases=(PhaseEntry("boot", "success", 1.0),)).to_dict()  # fmt: skip
+    from vmrunner.systest.result import SystestResult
+
+    doc = SystestResult("s1", "recipe.yml", "debian", 0.0, 1.0, "tcg", "success").to_dict()
+    for phase in doc["phases"]:
+        phase["status"] = "passed"
     assert validate_result(doc) == []
     assert "jobs" not in doc
+    doc["jobs"] = []
+    assert validate_result(doc) != []
 
 
 @pytest.mark.parametrize(

@@ -140,24 +140,6 @@ class JobEntry:
 
 
 @dataclass(frozen=True)
-class PhaseEntry:
-    """One phase of a system test (boot, a test script, teardown ...)."""
-
-    name: str
-    status: JobStatus
-    duration_s: float = 0.0
-    log_tail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "duration_s": round(self.duration_s, 3),
-            "log_tail": self.log_tail,
-        }
-
-
-@dataclass(frozen=True)
 class RunDocument:
     """The envelope. ``trigger`` describes what started the run (event, ref, sha, the
     workflows that ran); it is free-form but always an object."""
@@ -170,7 +152,6 @@ class RunDocument:
     accel: str | None = None
     errors: tuple[ErrorEntry, ...] = ()
     jobs: tuple[JobEntry, ...] = ()
-    phases: tuple[PhaseEntry, ...] = ()
     trigger: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -190,10 +171,7 @@ class RunDocument:
             "trigger": dict(self.trigger),
             "errors": [e.to_dict() for e in self.errors],
         }
-        if self.kind == "workflow":
-            doc["jobs"] = [j.to_dict() for j in self.jobs]
-        else:
-            doc["phases"] = [p.to_dict() for p in self.phases]
+        doc["jobs"] = [j.to_dict() for j in self.jobs]
         return doc
 
 

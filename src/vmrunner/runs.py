@@ -418,7 +418,7 @@ def _document(
     }  # fmt: skip
     doc = RunDocument(
         env.run.run_id, "workflow", _status(env, bool(load_errors)), started, time.time(),  # type: ignore[arg-type]
-        getattr(factory, "accel", None), tuple(env.errors), entries, (), trigger,
+        getattr(factory, "accel", None), tuple(env.errors), entries, trigger,
     )  # fmt: skip
     masked: dict[str, Any] = env.masker.mask_tree(doc.to_dict())
     problems = validate_result(masked)

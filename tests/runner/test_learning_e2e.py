@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import vmrunner
 
+from conftest import vmrunner
 from vmrunner.results import validate_result
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("debian_image")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -161,7 +162,10 @@ class QemuMachine(Machine):
         snap: snapshot.Snapshot | None = None
         self._snap_key = ""
         if self.snapshots_dir is not None:
-            shape = qemu_argv(self.spec, Path("/vm"), qemu, Path("/vm"))
+            # the VM's name is a label, not part of the machine: VMs of any name share snapshots
+            shape = qemu_argv(
+                dataclasses.replace(self.spec, name="vm"), Path("/vm"), qemu, Path("/vm")
+            )
             self._snap_key = snapshot.snapshot_key(shape, self.spec.image.digest, qemu)
             snap = snapshot.find(self.snapshots_dir, self._snap_key)
         if snap is not None:
