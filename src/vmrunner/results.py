@@ -121,6 +121,7 @@ class JobEntry:
     image: str | None = None
     summary: str = ""
     log: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +137,7 @@ class JobEntry:
             "image": self.image,
             "summary": self.summary,
             "log": self.log,
+            "env": dict(self.env),
         }
 
 
@@ -209,7 +211,8 @@ _JOB = _obj(
     {"id": _STR, "name": _STR, "status": _JOB_STATUS, "workflow": _STR,
      "matrix": {"type": "object"}, "outputs": _STRMAP, "steps": {"type": "array", "items": _STEP},
      "duration_s": _NUM, "runs_on": {"type": ["string", "null"]},
-     "image": {"type": ["string", "null"]}, "summary": _STR, "log": {"type": ["string", "null"]}},
+     "image": {"type": ["string", "null"]}, "summary": _STR, "log": {"type": ["string", "null"]},
+     "env": _STRMAP},
 )  # fmt: skip
 _PHASE = _obj(
     ["name", "status", "duration_s"],

@@ -372,6 +372,7 @@ def observations(document: Mapping[str, Any], git: GitInfo) -> list[Observation]
                     step_name=str(step.get("name") or ""), repo=git.repository, branch=git.branch or "",
                     workflow=str(job.get("workflow") or ""), commit=git.sha, image=str(job.get("image") or ""),
                     kind="step", prev_command=prev, output=str(step.get("log_tail") or ""),
+                    env={str(k): str(v) for k, v in (job.get("env") or {}).items()},
                 )
             )  # fmt: skip
             prev = command

@@ -84,6 +84,7 @@ def test_three_failures_become_a_lesson_with_the_change_as_fix(tmp_path: Path) -
     assert lesson["occurrences"] == 3
     fix_text = json.dumps(lesson["fix"])
     assert "import json" in fix_text, lesson["fix"]
+    assert "USE_STDLIB" in fix_text, lesson["fix"]  # the env change is part of the fix
     assert lesson["fix"]["job"] == "build" and lesson["fix"]["confidence"] > 0.5
     assert {c["kind"] for c in lesson["fix"]["changes"]} >= {"changed"}
 

@@ -448,6 +448,7 @@ class WorkflowExecution:
             job, name, combo, order, status, outputs={k: masker.mask(v) for k, v in outputs.items()},
             steps=tuple(entries), duration_s=time.monotonic() - started, runs_on=None, image=image,
             summary="\n".join(state.summary) if state else "", log=str(log_file),
+            env={k: masker.mask(to_string(v)) for k, v in (state.contexts.get("env") or {}).items()} if state else {},
         )  # fmt: skip
 
     async def _setup(self, state: JobState) -> None:
