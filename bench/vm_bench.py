@@ -32,7 +32,7 @@ from pathlib import Path
 from vmrunner.config import load_settings
 from vmrunner.images.cache import ImageCache
 from vmrunner.vm.machine import Accel, MachineSpec
-from vmrunner.vm.qemu import FAST_KERNEL_ARGS, QemuMachine
+from vmrunner.vm.qemu import FAST_KERNEL_ARGS, TCG_CPU, QemuMachine
 
 
 def pct(values: list[float], p: float) -> float:
@@ -61,7 +61,7 @@ def floor_run(image_dir: Path, tmp: Path) -> float:
     )
     subprocess.run(
         [
-            "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
+            "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", TCG_CPU, "-smp", "2", "-m", "1024",
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none", "-no-reboot",
             "-kernel", str(image_dir / "vmlinuz"), "-initrd", str(image_dir / "initrd.cpio"),
             "-append", " ".join([*FAST_KERNEL_ARGS, "vmrunner.mode=poweroff"]),

@@ -272,3 +272,39 @@ def test_bad_shells_are_clear_errors(shell: str) -> None:
 
     with pytest.raises(ShellError):
         resolve_shell(shell)
+
+
+def test_hash_files_hashes_the_workspace_the_steps_see(tmp_path: Path) -> None:
+    import hashlib
+
+    out = tmp_path / "hashes"
+    wf = f"""
+    on: push
+    jobs:
+      h:
+        runs-on: ubuntu-latest
+        steps:
+          - uses: actions/checkout@v4
+          - run: mkdir -p a/b .hid && echo one > a/x.lock && echo two > a/b/y.lock && echo 3 > .hid/z.lock
+          - if: hashFiles('nothing/**') == ''
+            env:
+              ALL: ${{{{ hashFiles('**/*.lock') }}}}
+              NOT_B: ${{{{ hashFiles('**/*.lock', '!a/b/**') }}}}
+              TXT: ${{{{ hashFiles('f.txt', 'missing') }}}}
+              DIR: ${{{{ hashFiles('a') }}}}
+            run: printf '%s\\n' "$ALL" "$NOT_B" "$TXT" "$DIR" "${{{{ hashFiles('none') }}}}" > {out}
+    """
+    _env, summaries = _run(tmp_path, wf)
+    assert summaries["h"].result == "success"
+
+    def expected(*contents: bytes) -> str:
+        return hashlib.sha256(b"".join(hashlib.sha256(c).digest() for c in contents)).hexdigest()
+
+    # sorted by path: .hid/z.lock, a/b/y.lock, a/x.lock
+    assert out.read_text().splitlines() == [
+        expected(b"3\n", b"two\n", b"one\n"),
+        expected(b"3\n", b"one\n"),
+        expected(b"x"),
+        expected(b"two\n", b"one\n"),
+        "",
+    ]

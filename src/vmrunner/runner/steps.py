@@ -24,6 +24,7 @@ from vmrunner.results import Annotation, ErrorEntry, StepEntry
 from vmrunner.runner import actions
 from vmrunner.runner.context import GuestLayout, export_commit
 from vmrunner.runner.guest import Guest, resolve_shell
+from vmrunner.runner.hashfiles import HashCache, collect_patterns
 from vmrunner.runner.masking import Masker
 from vmrunner.runner.output import OutputSink, Reporter
 from vmrunner.runner.values import (
@@ -42,7 +43,7 @@ from vmrunner.workflow.envfiles import (
     parse_output_file,
     parse_path_file,
 )
-from vmrunner.workflow.expressions import JobStatus, to_string
+from vmrunner.workflow.expressions import Functions, JobStatus, to_string
 from vmrunner.workflow.model import Step
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -86,10 +87,23 @@ class JobState:
     summary: list[str] = field(default_factory=list)
     counter: int = 0
     copied_actions: dict[str, str] = field(default_factory=dict)
+    hashes: HashCache = field(default_factory=HashCache)
 
     @property
     def workspace(self) -> str:
         return str(self.contexts["github"]["workspace"])
+
+    @property
+    def functions(self) -> Functions:
+        """What step expressions may call besides the status functions (``hashFiles``)."""
+        return Functions(hash_files=self.hashes.lookup)
+
+    async def prepare_hashes(self, step: Step, contexts: Mapping[str, Any]) -> None:
+        """Hash, in the guest, every ``hashFiles(...)`` of ``step`` (the workspace now)."""
+        fx = Functions(job_status=self.status, hash_files=self.hashes.lookup)
+        wanted = collect_patterns(step.node, contexts, fx)
+        if wanted:
+            await self.hashes.compute(self.guest, self.workspace, wanted)
 
     def next_id(self) -> int:
         self.counter += 1
@@ -156,9 +170,11 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
     if state.timed_out or (state.deadline is not None and time.monotonic() >= state.deadline):
         state.timed_out = True
         return _skip(frame, step_id, name)
+    fx = state.functions
     try:
-        name = text_value(step.name, ctx) or name
-        if not condition(step.if_, ctx, state.status):
+        await state.prepare_hashes(step, ctx)
+        name = text_value(step.name, ctx, functions=fx) or name
+        if not condition(step.if_, ctx, state.status, fx):
             return _skip(frame, step_id, name)
     except UserInputError as exc:
         return _errored(state, frame, step_id, name, f"step if: {exc}")
@@ -169,10 +185,10 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
     started = time.monotonic()
     coe = False
     try:
-        step_env = env_value(step.env, ctx)
+        step_env = env_value(step.env, ctx, fx)
         ctx["env"] = {**env, **step_env}
-        coe = flag_value(step.continue_on_error, ctx)
-        minutes = number_value(step.timeout_minutes, ctx)
+        coe = flag_value(step.continue_on_error, ctx, functions=fx)
+        minutes = number_value(step.timeout_minutes, ctx, fx)
         body = run_script if step.uses is None else run_uses
         result = await body(state, frame, step, ctx, step_env, sink, minutes, step_id)
     except UserInputError as exc:
@@ -245,11 +261,12 @@ async def run_script(
     sink: OutputSink, minutes: float | None, step_id: str,
 ) -> StepRun:  # fmt: skip
     """A ``run:`` step."""
-    shell_text = text_value(step.shell, ctx) or None
+    fx = state.functions
+    shell_text = text_value(step.shell, ctx, functions=fx) or None
     if shell_text is None and frame.composite:
         raise actions.ActionError("a run step of a composite action needs 'shell:'")
     shell = resolve_shell(shell_text if frame.composite else shell_text or state.defaults_shell)
-    wd = text_value(step.working_directory, ctx) or (
+    wd = text_value(step.working_directory, ctx, functions=fx) or (
         "" if frame.composite else state.defaults_wd or ""
     )
     wd = (
@@ -262,7 +279,7 @@ async def run_script(
     n = state.next_id()
     fdir = f"{state.layout.temp}/_runner_file_commands/{n}"
     script_path = f"{state.layout.temp}/{uuid.uuid4()}{shell.extension}"
-    script = text_value(step.run, ctx)
+    script = text_value(step.run, ctx, functions=fx)
     prep = await state.guest.execute(
         ["sh", "-c", _PREP, "sh", fdir, script_path, shell.argv[0], wd],
         ExecOptions(stdin=script.encode()),
@@ -342,7 +359,7 @@ async def run_uses(
     """A ``uses:`` step: checkout, or a composite action."""
     assert step.uses is not None
     uses = step.uses.text
-    given = node_value(step.with_, ctx) or {}
+    given = node_value(step.with_, ctx, state.functions) or {}
     with_ = {str(k): to_string(v) for k, v in given.items()}
     if actions.is_checkout(uses):
         return await checkout(state, with_, sink)

@@ -7,6 +7,7 @@ data, evaluating every ``${{ }}`` in its strings. Pure code.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from vmrunner.workflow.expressions import Functions, JobStatus, evaluate, to_bool, to_string
@@ -39,25 +40,34 @@ def node_value(
     }
 
 
-def text_value(node: Node | None, contexts: Mapping[str, Any], default: str = "") -> str:
+def text_value(
+    node: Node | None,
+    contexts: Mapping[str, Any],
+    default: str = "",
+    functions: Functions | None = None,
+) -> str:
     """``node`` evaluated and converted to a string (``default`` for no node)."""
-    value = node_value(node, contexts)
+    value = node_value(node, contexts, functions)
     return default if value is None else to_string(value)
 
 
-def env_value(node: Node | None, contexts: Mapping[str, Any]) -> dict[str, str]:
+def env_value(
+    node: Node | None, contexts: Mapping[str, Any], functions: Functions | None = None
+) -> dict[str, str]:
     """An ``env:`` mapping (evaluated in order, values as strings); {} for none."""
     if not isinstance(node, MappingNode):
         return {}
     return {
-        k.text: "" if (v := node_value(value, contexts)) is None else to_string(v)
+        k.text: "" if (v := node_value(value, contexts, functions)) is None else to_string(v)
         for k, value in node.pairs
     }
 
 
-def number_value(node: Node | None, contexts: Mapping[str, Any]) -> float | None:
+def number_value(
+    node: Node | None, contexts: Mapping[str, Any], functions: Functions | None = None
+) -> float | None:
     """A number (``timeout-minutes``, ``max-parallel``) or None when absent."""
-    value = node_value(node, contexts)
+    value = node_value(node, contexts, functions)
     if value is None or value == "":
         return None
     try:
@@ -68,16 +78,27 @@ def number_value(node: Node | None, contexts: Mapping[str, Any]) -> float | None
         raise ExpressionError(f"expected a number, got {value!r}") from None
 
 
-def flag_value(node: Node | None, contexts: Mapping[str, Any], default: bool = False) -> bool:
+def flag_value(
+    node: Node | None,
+    contexts: Mapping[str, Any],
+    default: bool = False,
+    functions: Functions | None = None,
+) -> bool:
     """A boolean (``continue-on-error``, ``fail-fast``)."""
-    value = node_value(node, contexts)
+    value = node_value(node, contexts, functions)
     return default if value is None else to_bool(value)
 
 
-def condition(if_node: Node | None, contexts: Mapping[str, Any], job_status: JobStatus) -> bool:
-    """A step's ``if:`` with the implicit ``success()``, against the job's status."""
+def condition(
+    if_node: Node | None,
+    contexts: Mapping[str, Any],
+    job_status: JobStatus,
+    functions: Functions | None = None,
+) -> bool:
+    """A step's ``if:`` with the implicit ``success()``, against the job's status
+    (``functions`` gives ``hashFiles``; its ``job_status`` is replaced)."""
     source = None if if_node is None else to_string(getattr(if_node, "value", "")) or None
     if isinstance(if_node, ScalarNode) and isinstance(if_node.value, bool):
         source = "true" if if_node.value else "false"
     expr = implicit_success(source)
-    return to_bool(evaluate(expr, contexts, functions=Functions(job_status=job_status)))
+    return to_bool(evaluate(expr, contexts, functions=replace(functions or Functions(), job_status=job_status)))

@@ -41,6 +41,7 @@ from vmrunner.vm.records import VmRecord, new_record_dir, reap_record, socket_di
 log = logging.getLogger(__name__)
 
 AGENT_PORT_NAME = "org.vmrunner.agent"
+TCG_CPU = "Nehalem"  # x86-64-v2; see qemu_argv
 # Kernel arguments that shorten a boot under emulation without changing behaviour.
 FAST_KERNEL_ARGS = (
     "console=ttyS0",
@@ -71,7 +72,7 @@ def qemu_argv(
     accel = "kvm" if spec.accel is Accel.KVM else "tcg"
     # Under TCG an x86-64-v2 model (SSE4.2, no AVX) runs the guest faster than "max":
     # glibc then picks string functions that TCG emulates cheaply.
-    cpu = "host" if spec.accel is Accel.KVM else "Nehalem"
+    cpu = "host" if spec.accel is Accel.KVM else TCG_CPU
     args = [*FAST_KERNEL_ARGS, f"vmrunner.mode={spec.boot_mode.value}", *spec.kernel_args]
     if spec.boot_mode is BootMode.SYSTEMD:
         args = [a for a in args if a not in ("quiet", "loglevel=4")]
