@@ -334,6 +334,9 @@ def systest_cmd(
     if junit_file:
         Path(junit_file).write_text(to_junit(doc))
     out_console.print(render_text(doc), end="", markup=False, soft_wrap=True)
+    hint = learning_hint(doc.get("learning"))
+    if hint:
+        out_console.print(f"learning: {hint}", style="yellow", markup=False)
     raise typer.Exit(code if code is not None else run.result.exit_status)
 
 

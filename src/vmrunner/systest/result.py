@@ -107,6 +107,7 @@ class SystestResult:
     phases: list[Phase] = field(default_factory=lambda: [Phase(n) for n in PHASES])
     errors: list[SystestError] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    learning: dict[str, Any] | None = None
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
@@ -135,6 +136,7 @@ class SystestResult:
             "failed_phase": self.failed_phase,
             "phases": [p.to_dict() for p in self.phases],
             "artifacts": self.artifacts,
+            "learning": self.learning,
         }
 
 
@@ -169,6 +171,7 @@ RESULT_SCHEMA: dict[str, Any] = {
         "flavor": {"enum": ["debian", "nixos"]},
         "failed_phase": {"enum": [*PHASES, None]},
         "artifacts": {"type": "object", "additionalProperties": {"type": "string"}},
+        "learning": {"type": ["object", "null"]},
         "errors": {
             "type": "array",
             "items": {

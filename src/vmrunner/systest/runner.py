@@ -234,7 +234,39 @@ class Systest:
         except VmrunnerError as exc:
             self._harness("harness_error", str(exc))
         self._finish()
+        await asyncio.to_thread(self._learn)
         return self.result
+
+    def _learn(self) -> None:
+        """Record each phase that ran as an observation; a failed result gets its hints."""
+        from datetime import UTC, datetime
+
+        from vmrunner import learn_service
+        from vmrunner.learning import Observation
+
+        r = self.result
+        subject = Path(self.req.config).name
+        observations, prev = [], None
+        for index, phase in enumerate(r.phases, start=1):
+            if phase.started_at is None or phase.status == "skipped":
+                continue
+            command = f"systest {phase.name} {subject}"
+            messages = "\n".join(e.message for e in r.errors if e.phase == phase.name)
+            code = {"passed": 0, "timeout": 124}.get(phase.status, 1)
+            observations.append(
+                Observation(
+                    command=command, exit_code=code, duration_s=phase.duration_s,
+                    finished_at=datetime.fromtimestamp(phase.finished_at or r.finished_at, UTC),
+                    run_id=r.id, job=f"systest-{self.req.flavor}", step=index, step_name=phase.name,
+                    repo=str(self.req.config), kind="systest", prev_command=prev,
+                    output=f"{phase.log_tail}\n{messages}",
+                )
+            )  # fmt: skip
+            prev = command
+        learn_service.record(self.settings, observations)
+        if r.status != "success":
+            hints = learn_service.explain(self.settings, r.id)
+            r.learning = hints.to_dict() if hints is not None else None
 
     async def _phases(self, stack: contextlib.AsyncExitStack) -> None:
         if not await run_phase(self.result, "preflight", self.preflight):
