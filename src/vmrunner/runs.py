@@ -36,8 +36,7 @@ from vmrunner.runner.context import (
 )
 from vmrunner.runner.engine import RunEnv, WorkflowExecution
 from vmrunner.runner.guest import Guest
-from vmrunner.runner.masking import Masker
-from vmrunner.runner.output import NullReporter, Reporter
+from vmrunner.runner.output import NullReporter, Reporter, mask_tree
 from vmrunner.runner.values import flag_value, text_value
 from vmrunner.workflow.check import (
     Diagnostic,
@@ -47,6 +46,7 @@ from vmrunner.workflow.check import (
     load_workflow,
 )
 from vmrunner.workflow.expressions import to_string
+from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.model import Workflow
 from vmrunner.workflow.schema import to_data
 from vmrunner.workflow.triggers import triggered
@@ -421,7 +421,7 @@ def _document(
         env.run.run_id, "workflow", _status(env, bool(load_errors)), started, time.time(),  # type: ignore[arg-type]
         getattr(factory, "accel", None), tuple(env.errors), entries, trigger,
     )  # fmt: skip
-    masked: dict[str, Any] = env.masker.mask_tree(doc.to_dict())
+    masked: dict[str, Any] = mask_tree(env.masker, doc.to_dict())
     problems = validate_result(masked)
     if problems:  # a bug: say so in the document rather than lose the result
         masked["errors"].append(

@@ -14,9 +14,9 @@ from vmrunner.results import validate_result
 from vmrunner.runner.concurrency_store import ConcurrencyStore
 from vmrunner.runner.context import GuestLayout, RunInfo, git_info, make_event
 from vmrunner.runner.engine import RunEnv, WorkflowExecution
-from vmrunner.runner.masking import Masker
 from vmrunner.runner.output import NullReporter
 from vmrunner.workflow.check import load_workflow
+from vmrunner.workflow.masking import Masker
 
 from .fakes import HostFactory
 
@@ -308,3 +308,68 @@ def test_hash_files_hashes_the_workspace_the_steps_see(tmp_path: Path) -> None:
         expected(b"two\n", b"one\n"),
         "",
     ]
+
+
+def test_after_a_cancellation_always_and_cancelled_steps_still_run(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    wf = f"""
+    on: push
+    jobs:
+      m:
+        runs-on: ubuntu-latest
+        strategy:
+          matrix:
+            n: [1, 2]
+        steps:
+          - run: if [ ${{{{ matrix.n }}}} = 1 ]; then exit 1; fi; sleep 3
+          - run: echo "plain ${{{{ matrix.n }}}}" >> {marks}
+          - if: failure()
+            run: echo "failure ${{{{ matrix.n }}}}" >> {marks}
+          - if: always()
+            run: echo "always ${{{{ matrix.n }}}} ${{{{ job.status }}}}" >> {marks}
+          - if: cancelled()
+            run: echo "cancelled ${{{{ matrix.n }}}}" >> {marks}
+    """
+    env, summaries = _run(tmp_path, wf)
+    assert summaries["m"].result == "failure"
+    assert sorted(marks.read_text().splitlines()) == [
+        "always 1 failure", "always 2 cancelled", "cancelled 2", "failure 1",
+    ]  # fmt: skip
+    entries = {e.matrix["n"]: e for e in _entries(env)["m"]}
+    assert entries[2].status == "cancelled"
+    assert [s.conclusion for s in entries[2].steps] == [
+        "cancelled", "skipped", "skipped", "success", "success",
+    ]  # fmt: skip
+
+
+def test_checkout_is_a_git_clone_of_the_commit(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    wf = f"""
+    on: push
+    jobs:
+      c:
+        runs-on: ubuntu-latest
+        steps:
+          - uses: actions/checkout@v4
+          - uses: actions/checkout@v4
+            with:
+              path: sub/dir
+          - run: |
+              git rev-parse HEAD > {out}
+              git rev-parse --abbrev-ref HEAD >> {out}
+              git -C sub/dir rev-parse HEAD >> {out}
+              git status --porcelain >> {out}
+              cat f.txt >> {out}
+    """
+    _env, summaries = _run(tmp_path, wf)
+    assert summaries["c"].result == "success"
+    sha = subprocess.run(
+        ["git", "-C", str(tmp_path / "repo"), "rev-parse", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    refs = subprocess.run(
+        ["git", "-C", str(tmp_path / "repo"), "for-each-ref", "--format=%(refname)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert refs == ["refs/heads/main"]  # the host repository is left untouched
+    assert out.read_text().splitlines() == [sha, "main", sha, "?? sub/", "x"]

@@ -18,8 +18,8 @@ from vmrunner.runner.context import (
     runner_context,
 )
 from vmrunner.runner.engine import aggregate, image_for
-from vmrunner.runner.masking import Masker
-from vmrunner.runner.output import NullReporter, OutputSink
+from vmrunner.runner.output import NullReporter, OutputSink, mask_tree
+from vmrunner.workflow.masking import Masker
 
 
 @pytest.mark.parametrize(
@@ -32,11 +32,11 @@ from vmrunner.runner.output import NullReporter, OutputSink
     ],
 )
 def test_masker(values: list[str], text: str, expected: str) -> None:
-    assert Masker(values).mask(text) == expected
+    assert Masker(values).mask_text(text) == expected
 
 
 def test_mask_tree_masks_keys_and_values() -> None:
-    assert Masker(["s"]).mask_tree({"s": ["s", 1, {"x": "as"}]}) == {
+    assert mask_tree(Masker(["s"]), {"s": ["s", 1, {"x": "as"}]}) == {
         "***": ["***", 1, {"x": "a***"}]
     }
 
@@ -136,3 +136,12 @@ def test_workflow_dispatch_inputs_get_defaults_and_types(tmp_path: Path) -> None
         "workflow_dispatch", "sha", "refs/heads/main", inputs={"flag": "true", "n": "5"}
     )
     assert dispatch_inputs(workflow, event) == {"flag": True, "n": 5, "s": "hi"}
+
+
+def test_output_sink_masks_secrets_split_across_chunks_and_multiline_ones() -> None:
+    masker, log = Masker(["tok3n", "first line\nsecond line"]), []  # type: ignore[var-annotated]
+    sink = OutputSink("job", masker, NullReporter(), log)
+    for chunk in (b"a to", b"k3n", b"tok3n b\nsecond ", b"line here\nfirst line\n"):
+        sink.stdout(chunk)
+    sink.close()
+    assert log == ["a *** b", "*** here", "***"]

@@ -60,7 +60,10 @@ jobs:
         with:
           path: src
       - name: checked out
-        run: test "$(cat src/hello.txt)" = "hello from the repo" && test -x src/tool.sh
+        run: |
+          test "$(cat src/hello.txt)" = "hello from the repo" && test -x src/tool.sh
+          test "$(git -C src rev-parse HEAD)" = "$GITHUB_SHA"
+          test "${{ hashFiles('src/hello.txt') }}" = "$(python3 -c 'import hashlib; print(hashlib.sha256(hashlib.sha256(open("src/hello.txt", "rb").read()).digest()).hexdigest())')"
       - name: contexts
         env:
           OVERRIDE: step

@@ -4,8 +4,9 @@
 * :mod:`.engine`: scheduling jobs (needs, matrix, fail-fast, max-parallel, concurrency,
   reusable workflows);
 * :mod:`.steps`: running steps in a VM (scripts, env files, commands, composite actions,
-  checkout); :mod:`.actions` finds actions; :mod:`.output` handles output; :mod:`.masking`
-  hides secrets; :mod:`.concurrency_store` shares concurrency groups between processes.
+  checkout); :mod:`.actions` finds actions; :mod:`.output` handles output (masked with
+  :mod:`vmrunner.workflow.masking`); :mod:`.hashfiles` computes ``hashFiles``;
+  :mod:`.concurrency_store` shares concurrency groups between processes.
 
 The service API is :mod:`vmrunner.runs`.
 """

@@ -100,6 +100,36 @@ def export_commit(root: Path, ref: str, dest: Path) -> None:
         tar.extractall(dest, filter="tar")
 
 
+BUNDLE_REF = "refs/heads/vmrunner-checkout"
+"""The one ref in a bundle written by :func:`bundle_commit`."""
+
+
+def bundle_commit(root: Path, ref: str, dest: Path) -> str:
+    """Write ``dest/bundle/repo.bundle``: the history of commit ``ref`` of the repository at
+    ``root`` under :data:`BUNDLE_REF`; returns the commit's sha. Leaves ``root`` untouched
+    (the ref lives in a scratch repository under ``dest`` borrowing ``root``'s objects).
+    Raises ``UserInputError`` for an unknown ``ref``."""
+    scratch = dest / "scratch.git"
+
+    def git(*argv: str) -> str:
+        status, out, err = run_capture(["git", *argv], timeout=300)
+        if status != 0:
+            detail = err.decode("utf-8", "replace").strip()
+            raise UserInputError(f"cannot check out {ref} of {root}: {detail}")
+        return out.decode("utf-8", "replace").strip()
+
+    sha = git("-C", str(root), "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+    common = Path(git("-C", str(root), "rev-parse", "--git-common-dir"))
+    objects = (common if common.is_absolute() else root / common).resolve() / "objects"
+    git("init", "-q", "--bare", str(scratch))
+    (scratch / "objects" / "info" / "alternates").write_text(f"{objects}\n")
+    git("-C", str(scratch), "update-ref", BUNDLE_REF, sha)
+    (dest / "bundle").mkdir()
+    bundle = str(dest / "bundle" / "repo.bundle")
+    git("-C", str(scratch), "bundle", "create", "-q", bundle, BUNDLE_REF)
+    return sha
+
+
 @dataclass(frozen=True)
 class EventSpec:
     """The event a run reacts to: name, payload, and the facts the ``on:`` filters and

@@ -23,15 +23,15 @@ from vmrunner.results import ErrorEntry, JobEntry, StepEntry
 from vmrunner.runner.concurrency_store import ConcurrencyStore
 from vmrunner.runner.context import RunInfo, default_env, github_context, runner_context
 from vmrunner.runner.guest import MachineFactory
-from vmrunner.runner.masking import Masker
 from vmrunner.runner.output import Reporter
 from vmrunner.runner.steps import Frame, JobState, run_step
 from vmrunner.runner.values import env_value, flag_value, node_value, number_value, text_value
 from vmrunner.vm.machine import ExecOptions
 from vmrunner.workflow.check import file_resolver, load_workflow
 from vmrunner.workflow.expressions import to_string
+from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.matrix import expand_matrix, job_display_name, strategy_context
-from vmrunner.workflow.model import Job, Workflow
+from vmrunner.workflow.model import Job, Step, Workflow
 from vmrunner.workflow.plan import JobGraph, NeedsStatus, job_should_run, needs_context
 
 DEFAULT_LABELS = {
@@ -39,6 +39,9 @@ DEFAULT_LABELS = {
     "self-hosted": "debian", "linux": "debian", "x64": "debian",
 }  # fmt: skip
 DEFAULT_JOB_MINUTES = 360.0
+CANCEL_GRACE_SECONDS = 300.0
+"""How long the steps that run after a cancellation (``always()``, ``cancelled()``) may
+take together, from the cancellation."""
 
 
 @dataclass
@@ -95,6 +98,42 @@ def aggregate(results: Sequence[str]) -> str:
     if results and all(r == "skipped" for r in results):
         return "skipped"
     return "success"
+
+
+async def _after_cancel(state: JobState, frame: Frame, job: Job, entries: list[StepEntry]) -> None:
+    """The job was cancelled during step ``len(entries)``: record that step as cancelled,
+    then run the remaining steps whose ``if:`` holds with ``job.status == 'cancelled'``
+    (``always()``, ``cancelled()``; not the implicit ``success()``), under a fresh
+    deadline of :data:`CANCEL_GRACE_SECONDS`. A second cancellation stops them; the
+    caller re-raises the cancellation (and tears the VM down) afterwards."""
+    interrupted = job.steps[len(entries)] if len(entries) < len(job.steps) else None
+    if interrupted is not None:
+        step_id = (
+            interrupted.id.text if interrupted.id is not None else f"__step{interrupted.index + 1}"
+        )
+        frame.steps_ctx[step_id] = {
+            "outputs": {},
+            "outcome": "cancelled",
+            "conclusion": "cancelled",
+        }
+        entries.append(StepEntry(step_id, _step_name(interrupted), "cancelled", "cancelled"))
+        state.reporter.step_finished(state.key, entries[-1])
+    state.status, state.timed_out = "cancelled", False
+    state.deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    state.log.append("##[error]The operation was canceled.")
+    try:
+        async with asyncio.timeout(CANCEL_GRACE_SECONDS + 30):
+            for step in job.steps[len(entries) :]:
+                entries.append(await run_step(state, frame, step))
+    except TimeoutError:
+        state.log.append("##[error]The steps run after the cancellation timed out.")
+    except VmrunnerError as exc:  # the job stays cancelled; the harness error is kept
+        state.errors.append(ErrorEntry("harness", state.masker.mask_text(str(exc)), state.key))
+
+
+def _step_name(step: Step) -> str:
+    name = to_string(getattr(step.name, "value", "") or "")
+    return name if name and "${{" not in name else f"step {step.index + 1}"
 
 
 def _slug(text: str) -> str:
@@ -189,7 +228,7 @@ class WorkflowExecution:
         self.env.errors.append(
             ErrorEntry(
                 kind,
-                self.env.masker.mask(message),
+                self.env.masker.mask_text(message),
                 f"{self.prefix}{job.id}",
                 file=self.file,
                 line=job.pos.line,
@@ -229,14 +268,15 @@ class WorkflowExecution:
             )
             for i, combo in enumerate(combos)
         ]
-        pending = set(tasks)
+        pending, stopped = set(tasks), set[asyncio.Task[JobSummary]]()
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 failed = any(not t.cancelled() and t.result().result == "failure" for t in done)
                 if failed and fail_fast:
-                    for task in pending:
+                    for task in pending - stopped:  # once: a second cancel ends cleanup steps
                         task.cancel()
+                        stopped.add(task)
         except asyncio.CancelledError:
             for task in tasks:
                 task.cancel()
@@ -393,8 +433,12 @@ class WorkflowExecution:
                 )  # fmt: skip
                 await self._setup(state)
                 frame = Frame()
-                for step in job.steps:
-                    entries.append(await run_step(state, frame, step))
+                try:
+                    for step in job.steps:
+                        entries.append(await run_step(state, frame, step))
+                except asyncio.CancelledError:
+                    await _after_cancel(state, frame, job, entries)
+                    raise
                 status = "failure" if state.timed_out else state.status
                 ctx["steps"] = frame.steps_ctx
         except asyncio.CancelledError:
@@ -405,7 +449,7 @@ class WorkflowExecution:
         except VmrunnerError as exc:
             self.env.harness_failed = True
             self.env.errors.append(
-                ErrorEntry("harness", self.env.masker.mask(str(exc)), f"{self.prefix}{job.id}")
+                ErrorEntry("harness", self.env.masker.mask_text(str(exc)), f"{self.prefix}{job.id}")
             )
         finally:  # the scratch directory holds unmasked files (checkouts, env files)
             shutil.rmtree(host_work, ignore_errors=True)
@@ -441,14 +485,14 @@ class WorkflowExecution:
         )
         log_file.parent.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            log_file.write_text(self.env.masker.mask("\n".join(state.log)) + "\n")
+            log_file.write_text(self.env.masker.mask_text("\n".join(state.log)) + "\n")
             self.env.errors.extend(state.errors)
         masker = self.env.masker
         self._record(
-            job, name, combo, order, status, outputs={k: masker.mask(v) for k, v in outputs.items()},
+            job, name, combo, order, status, outputs={k: masker.mask_text(v) for k, v in outputs.items()},
             steps=tuple(entries), duration_s=time.monotonic() - started, runs_on=None, image=image,
             summary="\n".join(state.summary) if state else "", log=str(log_file),
-            env={k: masker.mask(to_string(v)) for k, v in (state.contexts.get("env") or {}).items()} if state else {},
+            env={k: masker.mask_text(to_string(v)) for k, v in (state.contexts.get("env") or {}).items()} if state else {},
         )  # fmt: skip
 
     async def _setup(self, state: JobState) -> None:

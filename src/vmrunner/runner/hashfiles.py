@@ -27,9 +27,8 @@ from vmrunner.workflow.expressions import ExpressionError, Functions, parse, to_
 from vmrunner.workflow.expressions.evaluator import evaluate_node
 from vmrunner.workflow.expressions.nodes import Call, Node, walk
 from vmrunner.workflow.expressions.template import find_expressions
-from vmrunner.workflow.loader import MappingNode
+from vmrunner.workflow.loader import MappingNode, ScalarNode, SequenceNode
 from vmrunner.workflow.loader import Node as YamlNode
-from vmrunner.workflow.loader import ScalarNode, SequenceNode
 
 # argv: workspace, then one JSON list of patterns per line on stdin; prints one hash a line.
 HASH_SCRIPT = r"""

@@ -8,11 +8,22 @@ here writes to a terminal itself.
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmrunner.results import Annotation, JobEntry, StepEntry
-from vmrunner.runner.masking import Masker
 from vmrunner.workflow.commands import CommandParser
+from vmrunner.workflow.masking import Masker
+
+
+def mask_tree(masker: Masker, data: Any) -> Any:
+    """A copy of JSON-like ``data`` with every string (keys too) masked."""
+    if isinstance(data, str):
+        return masker.mask_text(data)
+    if isinstance(data, dict):
+        return {mask_tree(masker, k): mask_tree(masker, v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [mask_tree(masker, v) for v in data]
+    return data
 
 
 class Reporter(Protocol):
@@ -91,16 +102,16 @@ class OutputSink:
             return
         if kind in ("group", "endgroup"):
             self.reporter.group(
-                self.job, self.masker.mask(parsed.data) if kind == "group" else None
+                self.job, self.masker.mask_text(parsed.data) if kind == "group" else None
             )
             self.log.append(
-                f"{'##[group]' + self.masker.mask(parsed.data) if kind == 'group' else '##[endgroup]'}"
+                f"{'##[group]' + self.masker.mask_text(parsed.data) if kind == 'group' else '##[endgroup]'}"
             )
             return
         if (note := parsed.annotation()) is not None:
             masked = Annotation(
-                note.level, self.masker.mask(note.message), note.file, note.line, note.col,
-                note.title and self.masker.mask(note.title),
+                note.level, self.masker.mask_text(note.message), note.file, note.line, note.col,
+                note.title and self.masker.mask_text(note.title),
             )  # fmt: skip
             self.annotations.append(masked)
             self.reporter.annotation(self.job, masked)
@@ -115,12 +126,12 @@ class OutputSink:
         if kind in ("text", "resume-commands", "stop-commands", "echo"):
             self._show(parsed.raw, stream)
         elif kind == "debug":
-            self._keep(f"##[debug]{self.masker.mask(parsed.data)}")
+            self._keep(f"##[debug]{self.masker.mask_text(parsed.data)}")
         if parsed.message and kind != "invalid":
             self._show(f"##[warning]{parsed.message}", stream)
 
     def _show(self, text: str, stream: str) -> None:
-        masked = self.masker.mask(text)
+        masked = self.masker.mask_text(text)
         self.reporter.line(self.job, masked, stream)
         self._keep(masked)
 

@@ -22,10 +22,9 @@ from typing import Any
 from vmrunner.errors import UserInputError
 from vmrunner.results import Annotation, ErrorEntry, StepEntry
 from vmrunner.runner import actions
-from vmrunner.runner.context import GuestLayout, export_commit
+from vmrunner.runner.context import BUNDLE_REF, GuestLayout, bundle_commit, export_commit
 from vmrunner.runner.guest import Guest, resolve_shell
 from vmrunner.runner.hashfiles import HashCache, collect_patterns
-from vmrunner.runner.masking import Masker
 from vmrunner.runner.output import OutputSink, Reporter
 from vmrunner.runner.values import (
     condition,
@@ -44,6 +43,7 @@ from vmrunner.workflow.envfiles import (
     parse_path_file,
 )
 from vmrunner.workflow.expressions import Functions, JobStatus, to_string
+from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.model import Step
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -57,6 +57,17 @@ cat > "$2"
 echo "shell=$(command -v "$3" || true)"
 echo "python3=$(command -v python3 || true)"
 [ -d "$4" ] && echo wd=ok || echo wd=missing
+"""
+
+# Checks out a bundle: dest, bundle file, its ref, the sha, the branch (or "": detached).
+_NO_GIT = 97
+_CHECKOUT = rf"""set -e
+command -v git >/dev/null || {{ rm -rf "$1"; mkdir -p "$1"; exit {_NO_GIT}; }}
+rm -rf "$1"; mkdir -p "$1"; cd "$1"
+git -c init.defaultBranch=main init -q .
+git fetch -q "$2" "$3"
+if [ -n "$5" ]; then git checkout -q -B "$5" "$4"; else git checkout -q --detach "$4"; fi
+rm -rf "$(dirname "$2")"
 """
 
 
@@ -193,7 +204,7 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
         result = await body(state, frame, step, ctx, step_env, sink, minutes, step_id)
     except UserInputError as exc:
         sink.note(f"##[error]{exc}")
-        state.errors.append(ErrorEntry("step", state.masker.mask(str(exc)), state.key, name))
+        state.errors.append(ErrorEntry("step", state.masker.mask_text(str(exc)), state.key, name))
         result = StepRun(ok=False)
     entry = _finish(state, frame, step_id, name, result, coe, sink, time.monotonic() - started)
     return replace(entry, command=_command_text(step))
@@ -215,7 +226,7 @@ def _finish(
     conclusion = "success" if result.ok or coe else "failure"
     if conclusion == "failure":
         state.status = "failure"
-    masked = {k: state.masker.mask(v) for k, v in result.outputs.items()}
+    masked = {k: state.masker.mask_text(v) for k, v in result.outputs.items()}
     frame.steps_ctx[step_id] = {
         "outputs": dict(result.outputs),
         "outcome": outcome,
@@ -239,10 +250,10 @@ def _finish(
 
 
 def _errored(state: JobState, frame: Frame, step_id: str, name: str, message: str) -> StepEntry:
-    state.errors.append(ErrorEntry("step", state.masker.mask(message), state.key, name))
+    state.errors.append(ErrorEntry("step", state.masker.mask_text(message), state.key, name))
     state.status = "failure"
     frame.steps_ctx[step_id] = {"outputs": {}, "outcome": "failure", "conclusion": "failure"}
-    return StepEntry(step_id, name, "failure", "failure", log_tail=state.masker.mask(message))
+    return StepEntry(step_id, name, "failure", "failure", log_tail=state.masker.mask_text(message))
 
 
 def _timeout(state: JobState, minutes: float | None) -> tuple[float | None, bool]:
@@ -348,7 +359,7 @@ async def _read_files(
     state.file_env.update(env.as_dict())
     state.path_prepend = add_paths(state.path_prepend, parse_path_file(text["path"]))
     if text["summary"].strip():
-        state.summary.append(state.masker.mask(text["summary"]))
+        state.summary.append(state.masker.mask_text(text["summary"]))
     return outputs
 
 
@@ -373,27 +384,40 @@ async def run_uses(
 
 
 async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) -> StepRun:
-    """``actions/checkout``: the run's commit (or ``ref``) exported into the workspace
-    (or ``path`` under it). Another repository is an error."""
+    """``actions/checkout``: a git clone of the run's commit (or ``ref``) in the workspace
+    (or ``path`` under it), on the pushed branch for the run's own commit, detached
+    otherwise; no remote. Without git in the image the tree is copied without ``.git``.
+    Another repository is an error."""
     repo = with_.get("repository", "")
-    own = str(state.contexts["github"]["repository"])
+    github = state.contexts["github"]
+    own = str(github["repository"])
     if repo and repo.lower() != own.lower():
         raise actions.ActionError(
             f"actions/checkout of another repository ('{repo}') needs the network; vmrunner "
             "checks out only the repository being run"
         )
-    ref = with_.get("ref") or str(state.contexts["github"]["sha"])
+    ref = with_.get("ref") or str(github["sha"])
     path = with_.get("path", "").strip("/")
     dest = f"{state.workspace}/{path}" if path else state.workspace
-    export = state.host_work / f"checkout-{state.next_id()}"
-    await asyncio.to_thread(export_commit, state.repo_root, ref, export)
-    clean = 'rm -rf "$1" && mkdir -p "$(dirname "$1")"'
-    await state.guest.execute(["sh", "-c", clean, "sh", dest])
-    await state.guest.copy_in(export, dest)
-    sink.note(f"Checked out {ref} of {own} into {dest}", "stdout")
-    return StepRun(
-        ok=True, exit_code=0, outputs={"ref": ref, "commit": str(state.contexts["github"]["sha"])}
-    )
+    n = state.next_id()
+    export = state.host_work / f"checkout-{n}"
+    sha = await asyncio.to_thread(bundle_commit, state.repo_root, ref, export)
+    branch = ""
+    if not with_.get("ref") and str(github.get("ref", "")).startswith("refs/heads/"):
+        branch = str(github["ref"]).removeprefix("refs/heads/")
+    bundle_dir = f"{state.layout.temp}/_checkout/{n}"
+    await state.guest.execute(["mkdir", "-p", f"{state.layout.temp}/_checkout"])
+    await state.guest.copy_in(export / "bundle", bundle_dir)
+    argv = ["sh", "-c", _CHECKOUT, "sh", dest, f"{bundle_dir}/repo.bundle", BUNDLE_REF, sha, branch]
+    res = await state.guest.execute(argv)
+    if res.status == _NO_GIT:
+        await asyncio.to_thread(export_commit, state.repo_root, sha, export / "tree")
+        await state.guest.copy_in(export / "tree", dest)
+    elif not res.ok:
+        detail = res.stderr.decode("utf-8", "replace").strip()[-1000:]
+        raise actions.ActionError(f"git checkout of {ref} in the VM failed: {detail}")
+    sink.note(f"Checked out {ref} ({sha}) of {own} into {dest}", "stdout")
+    return StepRun(ok=True, exit_code=0, outputs={"ref": ref, "commit": sha})
 
 
 async def run_composite(

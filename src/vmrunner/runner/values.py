@@ -101,4 +101,6 @@ def condition(
     if isinstance(if_node, ScalarNode) and isinstance(if_node.value, bool):
         source = "true" if if_node.value else "false"
     expr = implicit_success(source)
-    return to_bool(evaluate(expr, contexts, functions=replace(functions or Functions(), job_status=job_status)))
+    return to_bool(
+        evaluate(expr, contexts, functions=replace(functions or Functions(), job_status=job_status))
+    )
