@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from vmrunner.config import Settings
 from vmrunner.errors import StoreError
-from vmrunner.learning import LearningConfig, LearningService, Observation, RunExplanation
+from vmrunner.learning import LearningConfig, LearningService, Observation
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +24,17 @@ def open_learning(settings: Settings) -> LearningService:
     return LearningService.open(settings.db_url, config)
 
 
-def record(settings: Settings, observations: Iterable[Observation]) -> None:
-    """Record ``observations``; a store failure is logged, not raised."""
+def record(
+    settings: Settings, observations: Iterable[Observation], *, hints_for: str | None = None
+) -> dict[str, object] | None:
+    """Record ``observations``; with ``hints_for`` (the id of a failed run), return that
+    run's learning hints as JSON-ready data, from the same store session. A store
+    failure is logged, not raised (then the hints are None).
+    """
     try:
         with open_learning(settings) as svc:
             svc.record(list(observations))
+            return svc.explain(hints_for).to_dict() if hints_for else None
     except StoreError as exc:
         log.warning("could not record command outcomes: %s", exc)
-
-
-def explain(settings: Settings, run_id: str) -> RunExplanation | None:
-    """The learning hints for a stored run, or None if the store cannot be read."""
-    try:
-        with open_learning(settings) as svc:
-            return svc.explain(run_id)
-    except StoreError as exc:
-        log.warning("could not read learning hints: %s", exc)
         return None

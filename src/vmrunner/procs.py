@@ -164,30 +164,6 @@ def kill_group(pgid: int, grace: float = 3.0) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def run_probe(argv: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
-    """Run a short probe; return (exit status, output), or (None, output) if it timed out
-    (the probe's whole process group is then killed). Never raises for the probe's failure.
-    """
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid, grace=0.2)
-        out, _ = proc.communicate()
-        return None, out.decode("utf-8", "replace")
-    except BaseException:
-        kill_group(proc.pid, grace=0.2)
-        proc.wait()
-        raise
-
-
 def run_capture(
     argv: Sequence[str], *, timeout: float, cwd: Path | None = None
 ) -> tuple[int | None, bytes, bytes]:
@@ -277,3 +253,12 @@ async def stream_tool(
     await proc.wait()
     status = None if stopped or timed_out else proc.returncode
     return StreamOutcome(status, (await out).decode("utf-8", "replace"), stopped, timed_out)
+
+
+def run_probe(argv: Sequence[str], *, timeout: float) -> tuple[int | None, str]:
+    """Run a short probe; return (exit status, stdout then stderr, decoded), or
+    (None, output) if it timed out (its process group is then killed). Never raises
+    for the probe's failure; raises ``ToolMissingError`` when it is not found.
+    """
+    status, out, err = run_capture(argv, timeout=timeout)
+    return status, (out + err).decode("utf-8", "replace")

@@ -381,10 +381,12 @@ def observations(document: Mapping[str, Any], git: GitInfo) -> list[Observation]
 
 def _learn(settings: Settings, document: dict[str, Any], git: GitInfo) -> None:
     """Record the run's steps in the learning store; a failed run gets its hints."""
-    learn_service.record(settings, observations(document, git))
-    if document["status"] != "success":
-        hints = learn_service.explain(settings, str(document["id"]))
-        document["learning"] = hints.to_dict() if hints is not None else None
+    failed = document["status"] != "success"
+    hints = learn_service.record(
+        settings, observations(document, git), hints_for=str(document["id"]) if failed else None
+    )
+    if failed:
+        document["learning"] = hints
 
 
 def _relative(file: Path, root: Path) -> str:

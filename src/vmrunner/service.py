@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -26,6 +27,7 @@ from vmrunner.images.cache import Image, ImageCache
 from vmrunner.learning import Observation
 from vmrunner.vm.kvm import KvmStatus, choose_accel, kvm_status
 from vmrunner.vm.machine import (
+    Accel,
     BootMode,
     CommandResult,
     ExecOptions,
@@ -158,6 +160,17 @@ async def _launch(spec: MachineSpec, settings: Settings, *, use_snapshot: bool) 
     return machine
 
 
+async def _prepare(
+    settings: Settings, image: str, accel: str, progress: Progress
+) -> tuple[Image, Accel, KvmStatus | None]:
+    """Before any VM: reap debris, resolve the accelerator (``kvm`` fails here at once
+    when KVM is not functional), and build the image on first use."""
+    gc(settings)
+    chosen, kvm = await asyncio.to_thread(choose_accel, accel, kvm_cache_file(settings))
+    img = await asyncio.to_thread(ImageCache(settings.images_dir).ensure, image, progress)
+    return img, chosen, kvm
+
+
 @contextlib.asynccontextmanager
 async def machine(
     settings: Settings,
@@ -180,9 +193,7 @@ async def machine(
     when possible) and always shuts the VM down, even on error or cancellation.
     ``machine.spec.accel`` says which accelerator was used.
     """
-    gc(settings)
-    chosen, _kvm = await asyncio.to_thread(choose_accel, accel, kvm_cache_file(settings))
-    img = await asyncio.to_thread(ImageCache(settings.images_dir).ensure, image, progress)
+    img, chosen, _kvm = await _prepare(settings, image, accel, progress)
     spec = MachineSpec(
         image=img, accel=chosen, cpus=cpus, memory_mib=memory_mib, network=Network(network),
         boot_mode=BootMode(boot_mode), boot_timeout=boot_timeout, name=name,
@@ -245,9 +256,7 @@ async def exec_command(
     """
     t0 = time.monotonic()
     network, boot = _validate(req)
-    gc(settings)
-    accel, kvm = await asyncio.to_thread(choose_accel, req.accel, kvm_cache_file(settings))
-    image = await asyncio.to_thread(ImageCache(settings.images_dir).ensure, req.image, progress)
+    image, accel, kvm = await _prepare(settings, req.image, req.accel, progress)
     spec = MachineSpec(
         image=image, accel=accel, cpus=req.cpus, memory_mib=req.memory_mib,
         network=network, boot_mode=boot, name=f"exec-{image.name}",
@@ -281,11 +290,11 @@ async def exec_command(
         finished_at=datetime.now(UTC), run_id=run_id, job="exec", step=1, step_name="exec",
         image=image.name, kind="exec", output=tail_out.data + tail_err.data, env=dict(req.env),
     )  # fmt: skip
-    await asyncio.to_thread(learn_service.record, settings, [obs])
-    hints = None
-    if not result.ok:
-        explanation = await asyncio.to_thread(learn_service.explain, settings, run_id)
-        hints = explanation.to_dict() if explanation is not None else None
+    hints = await asyncio.to_thread(
+        functools.partial(
+            learn_service.record, settings, [obs], hints_for=None if result.ok else run_id
+        )
+    )
     return ExecOutcome(
         result=result, accel=accel.value, kvm=kvm, image=image.name, timings=timings,
         restored=machine.restored, run_id=run_id, learning=hints,

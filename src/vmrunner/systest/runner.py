@@ -263,10 +263,12 @@ class Systest:
                 )
             )  # fmt: skip
             prev = command
-        learn_service.record(self.settings, observations)
-        if r.status != "success":
-            hints = learn_service.explain(self.settings, r.id)
-            r.learning = hints.to_dict() if hints is not None else None
+        failed = r.status != "success"
+        hints = learn_service.record(
+            self.settings, observations, hints_for=r.id if failed else None
+        )
+        if failed:
+            r.learning = hints
 
     async def _phases(self, stack: contextlib.AsyncExitStack) -> None:
         if not await run_phase(self.result, "preflight", self.preflight):
