@@ -302,8 +302,29 @@ def systest_cmd(
         str | None, typer.Option("--junit", help="Write JUnit XML to FILE.")
     ] = None,
     keep_artifacts: Annotated[
-        str | None, typer.Option("--keep-artifacts", help="Copy the console log etc. to DIR.")
+        str | None,
+        typer.Option(
+            "--keep-artifacts",
+            help="Keep the console and build logs, phase logs, recipe, junit.xml and result.json in DIR.",
+        ),
     ] = None,
+    checks: Annotated[
+        str | None,
+        typer.Option("--checks", help="A YAML FILE of runtime checks (`checks:` as in a recipe)."),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            help="Concurrency GROUP (e.g. the branch): one systest runs per group, one waits, "
+            "and a newer one replaces the waiting one."
+        ),
+    ] = None,
+    cancel_in_progress: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-in-progress", help="With --concurrency: cancel the running one too."
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress messages on stderr.")
     ] = False,
@@ -311,7 +332,7 @@ def systest_cmd(
     """Build, install, boot and check a system configuration in a VM (exit 0 only if all passed)."""
     from pathlib import Path
 
-    from vmrunner.systest.junit import to_junit
+    from vmrunner.systest.artifacts import write_reports
     from vmrunner.systest.result import render_text
     from vmrunner.systest.runner import Systest, SystestRequest
 
@@ -321,6 +342,8 @@ def systest_cmd(
     req = SystestRequest(
         config=config, flavor=flavor, host=host, boot_timeout=boot_timeout, accel=accel,
         keep_artifacts=Path(keep_artifacts) if keep_artifacts else None,
+        checks=Path(checks) if checks else None, concurrency=concurrency,
+        cancel_in_progress=cancel_in_progress,
     )  # fmt: skip
     run = Systest(_settings(), req, (lambda _m: None) if quiet else _progress)
     code: int | None = None
@@ -329,10 +352,9 @@ def systest_cmd(
     except typer.Exit as exc:  # cancelled: the result is still written
         code = exc.exit_code
     doc = run.result.to_dict()
-    if json_file:
-        Path(json_file).write_text(json.dumps(doc, indent=2) + "\n")
-    if junit_file:
-        Path(junit_file).write_text(to_junit(doc))
+    write_reports(
+        doc, Path(json_file) if json_file else None, Path(junit_file) if junit_file else None
+    )
     out_console.print(render_text(doc), end="", markup=False, soft_wrap=True)
     hint = learning_hint(doc.get("learning"))
     if hint:

@@ -20,6 +20,7 @@ Exception tree::
     │   └── KvmUnavailableError   --accel kvm asked for, but KVM is not functional
     ├── ImageError                an image or kernel is missing, corrupt or failed to build
     │   └── ImageBuildError       the build command failed (argv, status, log tail)
+    │       └── BuildCancelledError   the build was cancelled (its processes killed)
     ├── VmError                   a VM failed to start, answer, or stop
     │   ├── VmStartError          the VMM exited or never connected (argv, status, console tail)
     │   ├── VmStateError          an operation was asked for in the wrong machine state
@@ -94,6 +95,11 @@ class ImageBuildError(ImageError):
         self.status = status
         self.log_tail = log_tail
         super().__init__(describe(message, self.argv, status, [("log tail", log_tail)]))
+
+
+class BuildCancelledError(ImageBuildError):
+    """A build was cancelled (``CancelToken``): the running tool's process group was
+    killed at once. Not a failure of the recipe: nothing to classify or learn from."""
 
 
 class VmError(VmrunnerError):

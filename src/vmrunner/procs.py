@@ -3,6 +3,8 @@
 * ``run_tool`` runs a short-lived host tool (qemu-img, mkfs.ext4, mmdebstrap,
   apt-get ...) to completion with a timeout, in its own process group, and raises
   a harness error carrying the argv, exit status and output tail when it fails.
+  Given a ``CancelToken`` it polls it while the tool runs and, once it is set,
+  kills the whole group at once and raises ``BuildCancelledError``.
 * ``spawn_vmm`` starts a long-lived VMM process in its own session (process
   group), with a parent-death signal so that it dies with vmrunner even after
   ``kill -9``, and returns the ``asyncio`` process handle.
@@ -27,10 +29,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmrunner.errors import ImageBuildError, ToolMissingError
+from vmrunner.errors import BuildCancelledError, ImageBuildError, ToolMissingError
+
+if TYPE_CHECKING:
+    from vmrunner.cancel import CancelToken
 
 PR_SET_PDEATHSIG = 1
+CANCEL_POLL_S = 0.1
+GROUP_GONE_TIMEOUT_S = 10.0
 
 
 def require_tool(name: str, hint: str = "") -> str:
@@ -57,15 +65,20 @@ def run_tool(
     cwd: Path | None = None,
     log: Path | None = None,
     input_bytes: bytes | None = None,
+    cancel: CancelToken | None = None,
 ) -> str:
     """Run ``argv`` to completion and return its stdout (decoded).
 
     stdout and stderr are captured (and appended to ``log`` when given). On a
     non-zero exit or a timeout the whole process group is killed and
     ``ImageBuildError`` is raised naming ``what``, the argv, the status and the
-    output tail. Does not retry.
+    output tail. When ``cancel`` is set (checked every ``CANCEL_POLL_S``) the group
+    is SIGKILLed at once and ``BuildCancelledError`` is raised once no process of
+    the group is left. Does not retry.
     """
     argv = list(argv)
+    if cancel is not None:
+        cancel.check(what)
     try:
         proc = subprocess.Popen(
             argv,
@@ -79,23 +92,83 @@ def run_tool(
     except FileNotFoundError as exc:
         raise ToolMissingError(argv[0]) from exc
     try:
-        out, err = proc.communicate(input=input_bytes, timeout=timeout)
+        out, err = _communicate(proc, input_bytes, timeout, cancel)
     except subprocess.TimeoutExpired as exc:
         kill_group(proc.pid, grace=2.0)
         out, err = proc.communicate()
+        _append(log, out + err)
         raise ImageBuildError(
             f"{what}: timed out after {timeout:.0f} s", argv, None, tail(out + err)
         ) from exc
+    except BuildCancelledError:
+        _kill_now(proc)
+        _append(log, f"{what}: cancelled (its process group was killed)\n".encode())
+        raise BuildCancelledError(f"{what}: cancelled", argv) from None
     except BaseException:
         kill_group(proc.pid, grace=0.5)
         proc.wait()
         raise
-    if log is not None:
-        with log.open("ab") as fh:
-            fh.write(out + err)
+    _append(log, out + err)
     if proc.returncode != 0:
         raise ImageBuildError(f"{what} failed", argv, proc.returncode, tail(err or out))
     return out.decode("utf-8", "replace")
+
+
+def _append(log: Path | None, data: bytes) -> None:
+    if log is not None:
+        with log.open("ab") as fh:
+            fh.write(data)
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes],
+    input_bytes: bytes | None,
+    timeout: float,
+    cancel: CancelToken | None,
+) -> tuple[bytes, bytes]:
+    """``proc.communicate`` within ``timeout``, raising ``BuildCancelledError`` when ``cancel`` is set."""
+    if cancel is None:
+        return proc.communicate(input=input_bytes, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:  # communicate may be called again after a timeout without losing output
+        cancel.check("run_tool")
+        left = deadline - time.monotonic()
+        try:
+            return proc.communicate(input=input_bytes, timeout=max(0.0, min(CANCEL_POLL_S, left)))
+        except subprocess.TimeoutExpired:
+            if left <= CANCEL_POLL_S:
+                raise
+
+
+def _kill_now(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s process group, reap it and wait until no process of the group is left
+    (so that the caller may remove what they used). Does not read their output."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    deadline = time.monotonic() + GROUP_GONE_TIMEOUT_S
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -104,13 +177,18 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 async def spawn_vmm(
-    argv: Sequence[str], *, log: Path, pass_fds: Sequence[int] = ()
+    argv: Sequence[str],
+    *,
+    log: Path,
+    pass_fds: Sequence[int] = (),
+    env: Mapping[str, str] | None = None,
 ) -> asyncio.subprocess.Process:
     """Start a VMM in its own session; it is SIGKILLed if vmrunner dies.
 
     stdout and stderr go to ``log``; stdin is /dev/null. Does not wait for the
     guest to boot. Must be called from the event loop's (main) thread: the
-    parent-death signal fires when the forking thread ends.
+    parent-death signal fires when the forking thread ends. The signal survives
+    ``execve``, so a launcher script that ``exec``s QEMU keeps it.
     """
     with log.open("ab") as fh:
         try:
@@ -121,6 +199,7 @@ async def spawn_vmm(
                 stderr=fh,
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
+                env=None if env is None else dict(env),
                 preexec_fn=_set_pdeathsig,
             )
         except FileNotFoundError as exc:

@@ -25,7 +25,7 @@ from vmrunner.config import Settings
 from vmrunner.errors import ConfigError, UserInputError
 from vmrunner.learning import Observation
 from vmrunner.results import ErrorEntry, RunDocument, validate_result
-from vmrunner.runner.concurrency_store import ConcurrencyStore
+from vmrunner.runner.concurrency_store import ConcurrencyStore, run_in_group
 from vmrunner.runner.context import (
     EventSpec,
     GitInfo,
@@ -241,51 +241,25 @@ async def _run_one(env: RunEnv, workflow: Workflow, file: str, order: int) -> No
     run = dataclasses.replace(env.run, workflow_name=name, workflow_file=file)
     inputs = dispatch_inputs(workflow, env.run.event)
     execution = WorkflowExecution(env, workflow, file, inputs=inputs, order=(order,), run=run)
-    group, holder, store = None, f"{env.run.run_id}/{file}", env.store
-    if workflow.concurrency is not None and store is not None:
-        ctx = {
-            "github": github_context(run, ""),
-            "inputs": inputs,
-            "vars": dict(env.vars),
-        }
-        group = f"workflow:{text_value(workflow.concurrency.group, ctx)}"
-        cip = flag_value(workflow.concurrency.cancel_in_progress, ctx)
-        await asyncio.to_thread(store.admit, group, holder, cip)
-        env.reporter.message(f"{file}: concurrency group '{group[9:]}'")
-        if not await store.wait_turn(group, holder):
-            env.errors.append(
-                ErrorEntry(
-                    "cancelled",
-                    f"a newer run in concurrency group '{group[9:]}' cancelled this one",
-                    file=file,
-                )
-            )
-            for job in workflow.jobs:
-                execution._record(job, job.display_name, {}, (0,), "cancelled")
-            return
-    task = asyncio.create_task(execution.run())
-    watcher = asyncio.create_task(_watch(store, holder, task)) if group and store else None
-    try:
-        await task
-    except asyncio.CancelledError:
-        if watcher is None or not watcher.done():
-            raise
+    store = env.store
+    if workflow.concurrency is None or store is None:
+        await execution.run()
+        return
+    ctx = {"github": github_context(run, ""), "inputs": inputs, "vars": dict(env.vars)}
+    group = f"workflow:{text_value(workflow.concurrency.group, ctx)}"
+    cip = flag_value(workflow.concurrency.cancel_in_progress, ctx)
+    env.reporter.message(f"{file}: concurrency group '{group[9:]}'")
+    outcome = await run_in_group(store, group, f"{env.run.run_id}/{file}", cip, execution.run)
+    if outcome.cancelled == "pending":
+        env.errors.append(ErrorEntry(
+            "cancelled", f"a newer run in concurrency group '{group[9:]}' cancelled this one", file=file
+        ))  # fmt: skip
+        for job in workflow.jobs:
+            execution._record(job, job.display_name, {}, (0,), "cancelled")
+    elif outcome.cancelled == "running":
         env.errors.append(
             ErrorEntry("cancelled", "cancelled by a newer run (cancel-in-progress)", file=file)
         )
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-        if group is not None and store is not None:
-            await asyncio.to_thread(store.release, group, holder)
-
-
-async def _watch(store: ConcurrencyStore, holder: str, task: asyncio.Task[Any]) -> None:
-    while not task.done():
-        if await asyncio.to_thread(store.is_cancelled, holder):
-            task.cancel()
-            return
-        await asyncio.sleep(0.5)
 
 
 def _status(env: RunEnv, load_errors: bool) -> str:

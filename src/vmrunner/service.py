@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 from vmrunner import learn_service
 from vmrunner.config import Settings
 from vmrunner.errors import ConfigError, VmStartError
+from vmrunner.images.builder import MMDEBSTRAP_TMP_PREFIX
 from vmrunner.images.cache import Image, ImageCache
 from vmrunner.learning import Observation
 from vmrunner.vm.kvm import KvmStatus, choose_accel, kvm_status
@@ -59,8 +61,9 @@ def gc(settings: Settings) -> GcReport:
     settings.ensure_dirs()
     return collect(
         [settings.vms_dir, settings.state_dir / "tmp"],
-        [(settings.images_dir, "*/.tmp-*"), (snapshots_dir(settings), ".tmp-*")],
-    )
+        [(settings.images_dir, "*/.tmp-*"), (snapshots_dir(settings), ".tmp-*"),
+         (Path(tempfile.gettempdir()), f"{MMDEBSTRAP_TMP_PREFIX}*")],
+    )  # fmt: skip
 
 
 def build_image(

@@ -115,7 +115,8 @@ def test_vm_expr_extends_the_configuration_with_the_agent_module(tmp_path: Path)
     assert '.nixosConfigurations."web"' in expr and "extendModules" in expr
     assert expr.endswith(".config.system.build.vm")
     assert nix.flake_ref("github:me/cfg") == "github:me/cfg"
-    assert "org.vmrunner.agent" in nix.AGENT_MODULE
+    assert "systemd.services.vmrunner-agent" in nix.AGENT_MODULE
+    assert "virtualisation.graphics = false;" in nix.AGENT_MODULE
 
 
 LINES = [

@@ -145,3 +145,35 @@ def test_junit() -> None:
     boot = next(c for c in root if c.get("name") == "boot")
     failure = boot.find("failure")
     assert failure is not None and failure.get("type") == "boot_timeout"
+
+
+def test_checks_file_for_the_nixos_flavour() -> None:
+    from vmrunner.systest.recipe import load_checks_text
+
+    checks = load_checks_text(
+        "checks:\n  - unit_active: nginx.service\n  - port_open: 80\n"
+        "  - file_contains: {path: /etc/motd, text: hi}\n",
+        "c.yml",
+    )
+    assert [(c.kind, c.arg, c.line) for c in checks] == [
+        ("unit_active", "nginx.service", 2), ("port_open", "80", 3), ("file_contains", "/etc/motd", 4)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("checks:\n  - unit_active: nginx.service\n  - port_open: no\n", 3, "port_open"),
+        ("name: web\nchecks: []\n", 1, "Additional properties"),
+        ("checks:\n  - reboot: now\n", 2, "checks.0"),
+        ("- unit_active: a.service\n", 1, "mapping"),
+        ("checks: [\n", 2, "YAML"),
+    ],
+)
+def test_bad_checks_file_names_the_line(text: str, line: int, fragment: str) -> None:
+    from vmrunner.systest.recipe import RecipeInvalidError, load_checks_text
+
+    with pytest.raises(RecipeInvalidError) as info:
+        load_checks_text(text, "c.yml")
+    problem = info.value.problems[0]
+    assert problem.line == line and fragment in problem.message, info.value.problems

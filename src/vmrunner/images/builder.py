@@ -3,17 +3,27 @@
 Runs host tools through ``vmrunner.procs.run_tool`` (each with a timeout, its
 argv and output tail in any error). Needs root: mmdebstrap's root mode writes a
 directory with real ownership, which ``mkfs.ext4 -d`` then copies into the disk.
+
+A build follows a ``CancelToken``: once it is set, the running tool's process
+group is killed at once and ``BuildCancelledError`` unwinds the build. mmdebstrap
+runs in a private mount namespace, so even a killed mmdebstrap leaves no mount on
+the host; its temporary directory (``MMDEBSTRAP_TMP_PREFIX<pid>-*`` in the system
+temporary directory, where apt's ``_apt`` sandbox user can reach it) is removed
+after it, or by ``vmrunner gc`` once its owner is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
+from vmrunner.cancel import CancelToken, check
 from vmrunner.errors import ImageBuildError
 from vmrunner.images.cache import Progress, write_manifest
 from vmrunner.images.initramfs import build_initramfs
@@ -37,6 +47,7 @@ APT_FAIL_FAST = (
     'Acquire::https::Timeout "15";',
 )
 Stage = Callable[[str], None]
+MMDEBSTRAP_TMP_PREFIX = "vmrunner.mmdebstrap-"
 
 
 def _guestfile(name: str) -> bytes:
@@ -58,10 +69,33 @@ def _symlink(path: Path, target: str) -> None:
     path.symlink_to(target)
 
 
-def mmdebstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
-    """Bootstrap the root file system into ``tarball`` with mmdebstrap (root mode)."""
+@contextlib.contextmanager
+def mmdebstrap_tmpdir() -> Iterator[Path]:
+    """A fresh directory for mmdebstrap's temporary root, removed afterwards. Named
+    ``MMDEBSTRAP_TMP_PREFIX<pid>-<random>`` for ``gc``; readable by apt's ``_apt`` user."""
+    path = Path(tempfile.mkdtemp(prefix=f"{MMDEBSTRAP_TMP_PREFIX}{os.getpid()}-"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def mmdebstrap(recipe: Recipe, tarball: Path, log: Path, cancel: CancelToken | None = None) -> None:
+    """Bootstrap the root file system into ``tarball`` with mmdebstrap (root mode).
+
+    mmdebstrap mounts /proc, /sys and /dev into its temporary root; it runs in a
+    private mount namespace, so the mounts are never seen on the host and go with it
+    even when it is killed.
+    """
     tool = require_tool("mmdebstrap", "apt-get install mmdebstrap")
+    unshare = require_tool("unshare", "apt-get install util-linux")
     argv = [
+        unshare,
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
         tool,
         "--mode=root",
         "--variant=minbase",
@@ -74,10 +108,14 @@ def mmdebstrap(recipe: Recipe, tarball: Path, log: Path) -> None:
         str(tarball),
         *recipe.sources(),
     ]
-    run_tool(argv, timeout=1800, what="mmdebstrap", log=log)
+    with mmdebstrap_tmpdir() as tmpdir:
+        env = {**os.environ, "TMPDIR": str(tmpdir)}
+        run_tool(argv, timeout=1800, what="mmdebstrap", log=log, env=env, cancel=cancel)
 
 
-def install_guest_files(rootfs: Path, kernel: KernelFiles, log: Path) -> None:
+def install_guest_files(
+    rootfs: Path, kernel: KernelFiles, log: Path, cancel: CancelToken | None = None
+) -> None:
     """Put the agent, the inits, the kernel modules and the base config into ``rootfs``."""
     from vmrunner.guest import agent as agent_module
 
@@ -100,17 +138,24 @@ def install_guest_files(rootfs: Path, kernel: KernelFiles, log: Path) -> None:
         shutil.rmtree(modules)
     shutil.copytree(kernel.modules_dir, modules, symlinks=True)
     run_tool(
-        ["chroot", str(rootfs), "depmod", "-a", kernel.version], timeout=300, what="depmod", log=log
+        ["chroot", str(rootfs), "depmod", "-a", kernel.version],
+        timeout=300,
+        what="depmod",
+        log=log,
+        cancel=cancel,
     )
     run_tool(
         ["chroot", str(rootfs), "python3", "-m", "py_compile", "/usr/lib/vmrunner/agent.py"],
         timeout=300,
         what="py_compile agent",
         log=log,
+        cancel=cancel,
     )
 
 
-def make_disk(rootfs: Path, disk: Path, size_gib: int, log: Path) -> None:
+def make_disk(
+    rootfs: Path, disk: Path, size_gib: int, log: Path, cancel: CancelToken | None = None
+) -> None:
     """Write ``rootfs`` into a sparse raw ext4 disk of ``size_gib`` GiB."""
     tool = require_tool("mkfs.ext4", "apt-get install e2fsprogs")
     run_tool(
@@ -130,10 +175,13 @@ def make_disk(rootfs: Path, disk: Path, size_gib: int, log: Path) -> None:
         timeout=600,
         what="mkfs.ext4",
         log=log,
+        cancel=cancel,
     )
 
 
-def base_tarball(recipe: Recipe, base_dir: Path, log: Path, progress: Progress) -> Path:
+def base_tarball(
+    recipe: Recipe, base_dir: Path, log: Path, progress: Progress, cancel: CancelToken | None = None
+) -> Path:
     """The bootstrapped root file system for ``recipe``, cached by its base digest.
 
     Guest files (agent, inits) are not in it, so changing them does not re-run
@@ -148,19 +196,26 @@ def base_tarball(recipe: Recipe, base_dir: Path, log: Path, progress: Progress) 
     )
     tmp = base_dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}.tar"
     try:
-        mmdebstrap(recipe, tmp, log)
+        mmdebstrap(recipe, tmp, log, cancel)
         tmp.rename(tarball)
     finally:
         tmp.unlink(missing_ok=True)
     return tarball
 
 
-def build_image(recipe: Recipe, out: Path, progress: Progress, stage: Stage | None = None) -> None:
+def build_image(
+    recipe: Recipe,
+    out: Path,
+    progress: Progress,
+    stage: Stage | None = None,
+    cancel: CancelToken | None = None,
+) -> None:
     """Build ``recipe`` into the empty directory ``out`` (rootfs.raw, vmlinuz, initrd.cpio).
 
-    Raises ``ImageBuildError`` with the failing step's argv and log tail. Leaves
-    cleanup of ``out`` to the caller. ``stage("install")`` is called once the root
-    file system is complete, before it is written to the disk image.
+    Raises ``ImageBuildError`` with the failing step's argv and log tail, and
+    ``BuildCancelledError`` soon after ``cancel`` is set (the running tool killed).
+    Leaves cleanup of ``out`` (and its ``build.log``) to the caller. ``stage("install")``
+    is called once the root file system is complete, before it is written to the disk image.
     """
     if os.geteuid() != 0:
         raise ImageBuildError("building an image needs root (mmdebstrap root mode, chroot)")
@@ -168,26 +223,33 @@ def build_image(recipe: Recipe, out: Path, progress: Progress, stage: Stage | No
     out.mkdir(parents=True)
     log = out / "build.log"
     work = out / "work"
-    progress("fetching the kernel package")
-    kernel = fetch_kernel(work / "kernel", recipe.kernel_package)
+
+    def step(message: str) -> None:  # each step heads its tools' output in the build log
+        with log.open("a") as fh:
+            fh.write(f"== {message}\n")
+        progress(message)
+
+    step("fetching the kernel package")
+    kernel = fetch_kernel(work / "kernel", recipe.kernel_package, cancel=cancel)
     rootfs = work / "rootfs"
-    base = base_tarball(recipe, out.parent.parent / ".base", log, progress)
-    progress("unpacking the base root file system")
+    base = base_tarball(recipe, out.parent.parent / ".base", log, step, cancel)
+    step("unpacking the base root file system")
     rootfs.mkdir()
     run_tool(
         [require_tool("tar"), "-xpf", str(base), "-C", str(rootfs), "--numeric-owner"],
-        timeout=600, what="tar -x base", log=log,
+        timeout=600, what="tar -x base", log=log, cancel=cancel,
     )  # fmt: skip
-    progress("installing the guest agent and kernel modules")
-    install_guest_files(rootfs, kernel, log)
+    step("installing the guest agent and kernel modules")
+    install_guest_files(rootfs, kernel, log, cancel)
     if recipe.files or recipe.users or recipe.units or recipe.run:
-        progress("applying the recipe's users, files, units and run commands")
-        apply_layers(rootfs, recipe, log)
+        step("applying the recipe's users, files, units and run commands")
+        apply_layers(rootfs, recipe, log, cancel)
     if stage is not None:
         stage("install")
-    progress("writing the ext4 disk")
-    make_disk(rootfs, out / "rootfs.raw", recipe.size_gib, log)
-    progress("writing the initramfs")
+    step("writing the ext4 disk")
+    make_disk(rootfs, out / "rootfs.raw", recipe.size_gib, log, cancel)
+    check(cancel, "build")
+    step("writing the initramfs")
     build_initramfs(kernel.modules_dir, out / "initrd.cpio")
     shutil.copyfile(kernel.vmlinuz, out / "vmlinuz")
     shutil.rmtree(work)

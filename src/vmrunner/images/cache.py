@@ -8,7 +8,9 @@ Layout under ``Settings.images_dir``::
 
 A build is written to a temporary directory and renamed into place, so readers
 never see a half-built image; a per-name lock makes concurrent vmrunner
-processes build it once.
+processes build it once. The temporary directory is removed whatever ends the
+build (failure, ``BuildCancelledError``, Ctrl-C); its ``build.log`` can be
+copied out first.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmrunner.cancel import CancelToken
 from vmrunner.errors import ImageError
 from vmrunner.images.recipe import BUILTIN_RECIPES, Recipe
 
 Progress = Callable[[str], None]
 
 EXT4_MAGIC_OFFSET = 1080
+LOCK_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -167,11 +171,20 @@ class ImageCache:
         return load_image(entry)
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str, cancel: CancelToken | None = None) -> Iterator[None]:
+        """Hold ``name``'s build lock; waiting for it ends with ``BuildCancelledError``
+        when ``cancel`` is set."""
         d = self.dir / name
         d.mkdir(parents=True, exist_ok=True)
         with (d / ".lock").open("w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | (fcntl.LOCK_NB if cancel else 0))
+                    break
+                except BlockingIOError:
+                    assert cancel is not None
+                    cancel.wait(LOCK_POLL_S)
+                    cancel.check(f"waiting for the build lock of {name}")
             try:
                 yield
             finally:
@@ -184,10 +197,15 @@ class ImageCache:
         *,
         force: bool = False,
         stage: Callable[[str], None] | None = None,
+        cancel: CancelToken | None = None,
+        build_log: Path | None = None,
     ) -> Image:
         """The image for ``name``, building it first if needed (once across processes).
 
-        ``stage`` is passed to ``build_image`` (not called for a cached image).
+        ``stage`` and ``cancel`` are passed to ``build_image`` (``stage`` is not called
+        for a cached image); a cancelled build raises ``BuildCancelledError`` once its
+        temporary directory is removed. When a build ran, passed or failed, its log is
+        copied to ``build_log`` (if given) first.
         """
         from vmrunner.images.builder import build_image
 
@@ -195,7 +213,7 @@ class ImageCache:
             image = self.find(name)
             if image is not None:
                 return image
-        with self.lock(name):
+        with self.lock(name, cancel):
             if not force:
                 image = self.find(name)  # another process may have built it meanwhile
                 if image is not None:
@@ -204,7 +222,12 @@ class ImageCache:
             final = self.entry(name)
             tmp = self.dir / name / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
             try:
-                build_image(recipe, tmp, progress or (lambda _msg: None), stage)
+                try:
+                    build_image(recipe, tmp, progress or (lambda _msg: None), stage, cancel)
+                finally:
+                    if build_log is not None and (tmp / "build.log").is_file():
+                        with contextlib.suppress(OSError):  # never hides the build's own error
+                            shutil.copyfile(tmp / "build.log", build_log)
                 if final.exists():
                     shutil.rmtree(final)
                 tmp.rename(final)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmrunner.cancel import CancelToken
 from vmrunner.errors import ImageBuildError
 from vmrunner.procs import require_tool, run_tool
 
@@ -27,7 +28,7 @@ class KernelFiles:
     modules_dir: Path
 
 
-def resolve_package(meta: str, *, timeout: float = 60.0) -> str:
+def resolve_package(meta: str, *, timeout: float = 60.0, cancel: CancelToken | None = None) -> str:
     """The versioned ``linux-image-<ver>`` package that ``meta`` depends on.
 
     A package that is already versioned is returned as it is.
@@ -35,7 +36,12 @@ def resolve_package(meta: str, *, timeout: float = 60.0) -> str:
     if re.match(r"linux-image-\d", meta):
         return meta
     apt_cache = require_tool("apt-cache", "vmrunner needs a Debian host with apt")
-    out = run_tool([apt_cache, "depends", meta], timeout=timeout, what=f"apt-cache depends {meta}")
+    out = run_tool(
+        [apt_cache, "depends", meta],
+        timeout=timeout,
+        what=f"apt-cache depends {meta}",
+        cancel=cancel,
+    )
     for line in out.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\d\S*)", line)
         if m:
@@ -50,17 +56,25 @@ def resolve_package(meta: str, *, timeout: float = 60.0) -> str:
 
 
 def fetch_kernel(
-    dest: Path, package: str = DEFAULT_KERNEL_PACKAGE, *, timeout: float = 600.0
+    dest: Path,
+    package: str = DEFAULT_KERNEL_PACKAGE,
+    *,
+    timeout: float = 600.0,
+    cancel: CancelToken | None = None,
 ) -> KernelFiles:
     """Download and unpack the kernel package into ``dest`` (an empty directory)."""
     apt_get = require_tool("apt-get", "vmrunner needs a Debian host with apt")
     dpkg_deb = require_tool("dpkg-deb")
-    versioned = resolve_package(package)
+    versioned = resolve_package(package, cancel=cancel)
     dl = dest / "deb"
     dl.mkdir(parents=True, exist_ok=True)
     dl.chmod(0o777)  # lets apt's sandbox user write here
     run_tool(
-        [apt_get, "download", "-q", versioned], cwd=dl, timeout=timeout, what="apt-get download"
+        [apt_get, "download", "-q", versioned],
+        cwd=dl,
+        timeout=timeout,
+        what="apt-get download",
+        cancel=cancel,
     )
     debs = sorted(dl.glob("*.deb"))
     if not debs:
@@ -68,7 +82,12 @@ def fetch_kernel(
             f"apt-get download {versioned} produced no .deb", [apt_get, "download", versioned]
         )
     root = dest / "root"
-    run_tool([dpkg_deb, "-x", str(debs[0]), str(root)], timeout=timeout, what="dpkg-deb -x")
+    run_tool(
+        [dpkg_deb, "-x", str(debs[0]), str(root)],
+        timeout=timeout,
+        what="dpkg-deb -x",
+        cancel=cancel,
+    )
     for deb in debs:
         deb.unlink()
     vmlinuzes = sorted((root / "boot").glob("vmlinuz-*"))

@@ -1,21 +1,54 @@
 """Apply a recipe's layers (users, files, units, run commands) to an unpacked root.
 
 Runs after ``install_guest_files``, in this order: users (so that files can be
-owned by them), files, units, then the run commands. Commands run with
-``chroot`` (no /proc or /dev mounted, no network set up); each has a timeout, and
-a failure raises ``ImageBuildError`` naming the layer item, with its output tail.
+owned by them), files, units, then the run commands. Users and unit enabling run
+with a plain ``chroot``. Each run command runs in a sandbox: ``unshare`` makes a
+private mount namespace and a PID namespace, mounts /proc, /sys (read-only), a
+small /dev (null, zero, full, random, urandom, tty, /dev/pts, /dev/shm) and the
+host's resolv.conf where the image's /etc/resolv.conf leads (/run/resolv.conf),
+then ``chroot``s into the root. No mount is ever visible on the host and all go
+with the namespace when the command ends or is killed (even by ``kill -9`` of
+vmrunner); every process the command started ends with it. The image is left as
+it was: a resolv.conf created as a mount point is removed afterwards.
+
+Each command has a timeout and follows a ``CancelToken``; a failure raises
+``ImageBuildError`` naming the layer item, with its output tail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 
+from vmrunner.cancel import CancelToken
 from vmrunner.errors import ImageBuildError
 from vmrunner.images.recipe import FileSpec, Recipe, UnitSpec, UserSpec
-from vmrunner.procs import run_tool
+from vmrunner.procs import require_tool, run_tool
 
 RUN_TIMEOUT_S = 600.0
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+# Runs as PID 1 of the new namespaces, outside the root: $1 the root, $2 the guest
+# path to bind the host's resolv.conf on ("" for none), $3 the command.
+SANDBOX_SH = f"""
+r=$1
+mount -t proc -o nosuid,nodev,noexec proc "$r/proc"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$r/sys"
+mount -t tmpfs -o nosuid,mode=0755 dev "$r/dev"
+for n in {" ".join(DEV_NODES)}; do : > "$r/dev/$n"; mount --bind "/dev/$n" "$r/dev/$n"; done
+mkdir "$r/dev/pts" "$r/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
+mount -t tmpfs -o nosuid,nodev,mode=1777 shm "$r/dev/shm"
+ln -s pts/ptmx "$r/dev/ptmx"
+ln -s /proc/self/fd "$r/dev/fd"
+ln -s /proc/self/fd/0 "$r/dev/stdin"
+ln -s /proc/self/fd/1 "$r/dev/stdout"
+ln -s /proc/self/fd/2 "$r/dev/stderr"
+if [ -n "$2" ]; then mount --bind {HOST_RESOLV_CONF} "$r$2"; fi
+exec chroot "$r" /bin/sh -ec "$3"
+"""
 
 
 def _inside(rootfs: Path, guest_path: str) -> Path:
@@ -26,18 +59,20 @@ def _inside(rootfs: Path, guest_path: str) -> Path:
     return rootfs / norm.lstrip("/")
 
 
-def _chroot(rootfs: Path, argv: list[str], what: str, log: Path) -> str:
-    return run_tool(["chroot", str(rootfs), *argv], timeout=RUN_TIMEOUT_S, what=what, log=log)
+def _chroot(rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None) -> str:
+    return run_tool(
+        ["chroot", str(rootfs), *argv], timeout=RUN_TIMEOUT_S, what=what, log=log, cancel=cancel
+    )
 
 
-def add_user(rootfs: Path, user: UserSpec, log: Path) -> None:
+def add_user(rootfs: Path, user: UserSpec, log: Path, cancel: CancelToken | None = None) -> None:
     argv = ["useradd", "-m", "-s", user.shell]
     if user.groups:
         argv += ["-G", ",".join(user.groups)]
-    _chroot(rootfs, [*argv, user.name], f"recipe user {user.name}", log)
+    _chroot(rootfs, [*argv, user.name], f"recipe user {user.name}", log, cancel)
 
 
-def write_file(rootfs: Path, spec: FileSpec, log: Path) -> None:
+def write_file(rootfs: Path, spec: FileSpec, log: Path, cancel: CancelToken | None = None) -> None:
     path = _inside(rootfs, spec.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
@@ -46,10 +81,13 @@ def write_file(rootfs: Path, spec: FileSpec, log: Path) -> None:
     path.chmod(spec.mode)
     if spec.owner not in ("root", "root:root", "0:0"):
         guest = "/" + path.relative_to(rootfs).as_posix()
-        _chroot(rootfs, ["chown", spec.owner, guest], f"recipe file {spec.path} (chown)", log)
+        what = f"recipe file {spec.path} (chown)"
+        _chroot(rootfs, ["chown", spec.owner, guest], what, log, cancel)
 
 
-def install_unit(rootfs: Path, unit: UnitSpec, log: Path) -> None:
+def install_unit(
+    rootfs: Path, unit: UnitSpec, log: Path, cancel: CancelToken | None = None
+) -> None:
     etc = rootfs / "etc/systemd/system"
     target = _inside(rootfs, f"/etc/systemd/system/{unit.name}")
     if unit.content:
@@ -63,22 +101,77 @@ def install_unit(rootfs: Path, unit: UnitSpec, log: Path) -> None:
             target.unlink()
         target.symlink_to("/dev/null")
     elif unit.enable:
-        _chroot(
-            rootfs, ["systemctl", "enable", unit.name], f"recipe unit {unit.name} (enable)", log
-        )
+        what = f"recipe unit {unit.name} (enable)"
+        _chroot(rootfs, ["systemctl", "enable", unit.name], what, log, cancel)
 
 
-def run_command(rootfs: Path, command: str, log: Path) -> None:
-    _chroot(rootfs, ["/bin/sh", "-ec", command], f"recipe run command {command!r}", log)
+def _real_dir(rootfs: Path, guest: str) -> Path:
+    """``rootfs``/``guest`` as a directory that is no symlink (a mount on it stays inside)."""
+    path = _inside(rootfs, guest)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ImageBuildError(f"cannot mount on {guest} in the image: it is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def apply_layers(rootfs: Path, recipe: Recipe, log: Path) -> None:
+def resolv_conf_target(rootfs: Path) -> str:
+    """The guest path the image's /etc/resolv.conf leads to (following one symlink), or ""
+    when the host has no resolv.conf or the path would leave the root through a symlink."""
+    if not HOST_RESOLV_CONF.exists():
+        return ""
+    link = rootfs / "etc/resolv.conf"
+    guest = "/etc/resolv.conf"
+    if link.is_symlink():
+        guest = posixpath.normpath(posixpath.join("/etc", str(link.readlink())))
+    path = _inside(rootfs, guest)
+    parent = rootfs.resolve() / posixpath.dirname(guest).lstrip("/")
+    if path.is_symlink() or path.parent.resolve() != parent:
+        return ""
+    return guest
+
+
+@contextlib.contextmanager
+def _mount_point(path: Path) -> Iterator[None]:
+    """An empty file at ``path`` while the context lasts, unless a file is there already;
+    what it created (the file, missing parent directories) is removed afterwards."""
+    if path.exists():
+        yield
+        return
+    made = [d for d in reversed(path.parents) if not d.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def run_command(rootfs: Path, command: str, log: Path, cancel: CancelToken | None = None) -> None:
+    """Run ``command`` with ``/bin/sh -ec`` in the sandbox described in the module docstring."""
+    unshare = require_tool("unshare", "apt-get install util-linux")
+    for guest in ("/proc", "/sys", "/dev"):
+        _real_dir(rootfs, guest)
+    resolv = resolv_conf_target(rootfs)
+    argv = [unshare, "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
+            "--", "/bin/sh", "-ec", SANDBOX_SH, "vmrunner-sandbox", str(rootfs), resolv, command]  # fmt: skip
+    point = _mount_point(_inside(rootfs, resolv)) if resolv else contextlib.nullcontext()
+    with point:
+        what = f"recipe run command {command!r}"
+        run_tool(argv, timeout=RUN_TIMEOUT_S, what=what, log=log, cancel=cancel)
+
+
+def apply_layers(
+    rootfs: Path, recipe: Recipe, log: Path, cancel: CancelToken | None = None
+) -> None:
     """Apply ``recipe``'s users, files, units and run commands to ``rootfs``, in that order."""
     for user in recipe.users:
-        add_user(rootfs, user, log)
+        add_user(rootfs, user, log, cancel)
     for spec in recipe.files:
-        write_file(rootfs, spec, log)
+        write_file(rootfs, spec, log, cancel)
     for unit in recipe.units:
-        install_unit(rootfs, unit, log)
+        install_unit(rootfs, unit, log, cancel)
     for command in recipe.run:
-        run_command(rootfs, command, log)
+        run_command(rootfs, command, log, cancel)

@@ -14,16 +14,17 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from vmrunner.procs import pid_alive
 from vmrunner.workflow.concurrency import ConcurrencyState, Group, admit, finish
 
 Slot = Literal["running", "pending", "cancelled"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -137,3 +138,54 @@ class ConcurrencyStore:
                 await asyncio.to_thread(self.release, group, run_id)
                 return False
             await asyncio.sleep(poll)
+
+
+@dataclass(frozen=True)
+class GroupOutcome(Generic[T]):
+    """How a run in a concurrency group ended: ``value`` when it ran to the end;
+    ``cancelled`` "pending" (a newer run replaced it before it started) or "running"
+    (cancel-in-progress cancelled it)."""
+
+    value: T | None = None
+    cancelled: Literal["pending", "running"] | None = None
+
+
+async def run_in_group(
+    store: ConcurrencyStore,
+    group: str,
+    holder: str,
+    cancel_in_progress: bool,
+    body: Callable[[], Awaitable[T]],
+    *,
+    on_pending: Callable[[], None] | None = None,
+) -> GroupOutcome[T]:
+    """Admit ``holder`` to ``group``, wait for its turn, run ``body`` and release the
+    slot, however it ends. While ``body`` runs, a newer run's cancel-in-progress
+    cancels it (``body`` sees ``CancelledError``). ``on_pending`` is called when the
+    run has to wait. Ctrl-C (cancelling the caller) propagates, after the release."""
+    try:
+        slot = await asyncio.to_thread(store.admit, group, holder, cancel_in_progress)
+        if slot == "pending" and on_pending is not None:
+            on_pending()
+        if not await store.wait_turn(group, holder):
+            return GroupOutcome(cancelled="pending")
+        task = asyncio.ensure_future(body())
+        watcher = asyncio.ensure_future(_watch(store, holder, task))
+        try:
+            return GroupOutcome(value=await task)
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled():
+                raise
+            return GroupOutcome(cancelled="running")
+        finally:
+            watcher.cancel()
+    finally:
+        await asyncio.shield(asyncio.to_thread(store.release, group, holder))
+
+
+async def _watch(store: ConcurrencyStore, holder: str, task: asyncio.Future[Any]) -> None:
+    while not task.done():
+        if await asyncio.to_thread(store.is_cancelled, holder):
+            task.cancel()
+            return
+        await asyncio.sleep(0.5)

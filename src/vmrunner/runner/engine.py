@@ -20,7 +20,7 @@ from typing import Any
 
 from vmrunner.errors import UserInputError, VmrunnerError
 from vmrunner.results import ErrorEntry, JobEntry, StepEntry
-from vmrunner.runner.concurrency_store import ConcurrencyStore
+from vmrunner.runner.concurrency_store import ConcurrencyStore, run_in_group
 from vmrunner.runner.context import RunInfo, default_env, github_context, runner_context
 from vmrunner.runner.guest import MachineFactory
 from vmrunner.runner.output import Reporter
@@ -305,12 +305,18 @@ class WorkflowExecution:
             async with sem:
                 return await self._guarded(job, ctx, name, combo, order)
         except asyncio.CancelledError:
-            if not any(
-                e.name == f"{self.prefix.replace('/', ' / ')}{name}" and e.matrix == combo
-                for _, e in self.env.entries
-            ):
-                self._record(job, name, combo, order, "cancelled")
+            self._record_cancelled(job, name, combo, order)
             raise
+
+    def _record_cancelled(
+        self, job: Job, name: str, combo: dict[str, Any], order: tuple[Any, ...]
+    ) -> None:
+        """Record the job instance as cancelled, unless it already recorded its result."""
+        if not any(
+            e.name == f"{self.prefix.replace('/', ' / ')}{name}" and e.matrix == combo
+            for _, e in self.env.entries
+        ):
+            self._record(job, name, combo, order, "cancelled")
 
     async def _guarded(
         self,
@@ -320,22 +326,22 @@ class WorkflowExecution:
         combo: dict[str, Any],
         order: tuple[Any, ...],
     ) -> JobSummary:
-        store, group = self.env.store, None
-        if job.concurrency is not None and store is not None:
-            group = f"job:{text_value(job.concurrency.group, ctx)}"
-            holder = f"{self.info.run_id}:{self.prefix}{job.id}:{order}"
-            cip = flag_value(job.concurrency.cancel_in_progress, ctx)
-            await asyncio.to_thread(store.admit, group, holder, cip)
-            if not await store.wait_turn(group, holder):
-                self._record(job, name, combo, order, "cancelled")
-                return JobSummary("cancelled")
-        try:
+        async def body() -> JobSummary:
             if job.uses is not None:
                 return await self._call(job, ctx, name, combo, order)
             return await self._vm_job(job, ctx, name, combo, order)
-        finally:
-            if group is not None and store is not None:
-                await asyncio.to_thread(store.release, group, holder)
+
+        store = self.env.store
+        if job.concurrency is None or store is None:
+            return await body()
+        group = f"job:{text_value(job.concurrency.group, ctx)}"
+        holder = f"{self.info.run_id}:{self.prefix}{job.id}:{order}"
+        cip = flag_value(job.concurrency.cancel_in_progress, ctx)
+        outcome = await run_in_group(store, group, holder, cip, body)
+        if outcome.value is not None:
+            return outcome.value
+        self._record_cancelled(job, name, combo, order)
+        return JobSummary("cancelled")
 
     async def _call(
         self,

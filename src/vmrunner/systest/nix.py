@@ -10,23 +10,34 @@
   build logs per derivation, and says "stop now" at the first network error
   (FR-003a: no retries, the build ends at once).
 * ``nix_build`` runs it through ``procs.stream_tool``.
+* ``nixos_build_and_install``: the build and install phases. The boot phase then
+  starts the output's ``bin/run-HOST-vm`` as a ``vm.nixos.NixosVmMachine`` and the
+  boot and runtime phases are the same as for Debian.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmrunner.errors import VmStartError
+from vmrunner.images.cache import Image
 from vmrunner.procs import stream_tool
 from vmrunner.systest import taxonomy as tx
+from vmrunner.systest.artifacts import BUILD_LOG
 from vmrunner.systest.phases import PhaseFailed, run_phase
 from vmrunner.systest.result import SystestError
+from vmrunner.vm.nixos import NixosVmMachine, find_run_script
 
 if TYPE_CHECKING:
     from vmrunner.systest.runner import Systest
@@ -43,8 +54,9 @@ RES_BUILD_LOG_LINE = 101
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 AGENT_MODULE = """\
-# Added by vmrunner: the guest agent on a virtio-serial port, a headless VM.
-{ pkgs, lib, ... }: {
+# Added by vmrunner: the guest agent as an early unit on its virtio-serial port, and a
+# headless VM. The console, QMP and the port itself are added at run time (QEMU_OPTS).
+{ pkgs, ... }: {
   systemd.services.vmrunner-agent = {
     description = "vmrunner guest agent";
     wantedBy = [ "sysinit.target" ];
@@ -56,14 +68,8 @@ AGENT_MODULE = """\
       RestartSec = "0.2";
     };
   };
+  boot.kernelModules = [ "virtio_console" ];
   virtualisation.graphics = false;
-  virtualisation.qemu.options = [
-    "-device virtio-serial-pci"
-    "-chardev socket,id=agent,path=$VMRUNNER_AGENT_SOCK"
-    "-device virtserialport,chardev=agent,name=org.vmrunner.agent"
-    "-serial file:$VMRUNNER_CONSOLE"
-  ];
-  boot.kernelParams = [ "console=ttyS0" "systemd.show_status=1" "panic=-1" ];
 }
 """
 
@@ -216,6 +222,7 @@ class NixBuild:
     out_path: str | None
     error: SystestError | None
     log_tail: str
+    log: str = ""  # everything Nix said (messages, then other lines)
 
 
 def write_module(tmp: Path) -> Path:
@@ -235,24 +242,25 @@ async def nix_build(
     """Run ``nix build`` (``argv`` from ``build_argv``), stopping at the first network error."""
     reader = NixLogReader()
     outcome = await stream_tool(argv, timeout=timeout, on_line=reader.feed, env=env)
+    text = reader.text()
     if outcome.status == 0:
         try:
             built = json.loads(outcome.stdout)
             out = str(built[0]["outputs"]["out"])
         except (ValueError, LookupError, TypeError):
             out = None
-        return NixBuild(out, None, tx.tail(reader.text()))
+        return NixBuild(out, None, tx.tail(text), text)
     if outcome.timed_out:
         err = SystestError("build_error", f"nix build did not finish within {timeout:.0f} s",
-                           details={"log_tail": tx.tail(reader.text())})  # fmt: skip
-        return NixBuild(None, err, tx.tail(reader.text()))
-    return NixBuild(None, reader.classify(), tx.tail(reader.text()))
+                           details={"log_tail": tx.tail(text)})  # fmt: skip
+        return NixBuild(None, err, tx.tail(text), text)
+    return NixBuild(None, reader.classify(), tx.tail(text), text)
 
 
 async def nixos_build_and_install(run: Systest) -> None:
-    """The build phase (``nix build`` of the VM) and the install phase (the VM's disk in our
-    temp directory). Booting a NixOS VM is not wired to the machine backend yet: the
-    boot phase reports that as a harness error."""
+    """The build phase (``nix build`` of the VM with the agent module) and the install
+    phase (the run script checked; its disk goes to the VM's directory when it starts).
+    Then the boot phase starts the run script as a ``NixosVmMachine``."""
     assert run.tmp is not None
     if not run.req.host:
         run.result.errors.append(
@@ -270,14 +278,34 @@ async def nixos_build_and_install(run: Systest) -> None:
     async def build() -> str:
         run.progress(f"nix build of {run.req.config}#nixosConfigurations.{run.req.host} (VM)")
         res = await nix_build(argv, env=env)
+        build_log = run.artifact(BUILD_LOG)
+        if build_log is not None:
+            with contextlib.suppress(OSError):
+                built_line = f"built {res.out_path}\n" if res.out_path else ""
+                build_log.write_text(f"$ {shlex.join(argv)}\n{res.log}\n{built_line}")
+                run.result.artifacts["build_log"] = str(build_log)
         if res.error is not None:
             raise PhaseFailed([res.error], res.log_tail)
         built.append(res)
         return f"built {res.out_path}\n{res.log_tail}"
 
     async def install() -> str:
-        raise PhaseFailed([SystestError("harness_error", "booting a NixOS VM is not implemented yet "
-                                        f"(built {built[0].out_path})")])  # fmt: skip
+        out = built[0].out_path
+        if out is None:
+            raise PhaseFailed(
+                [SystestError("install_error", "nix build did not report the VM's output path")]
+            )
+        try:
+            script = find_run_script(Path(out))
+        except VmStartError as exc:
+            raise PhaseFailed(
+                [SystestError("install_error", str(exc), details={"derivation": out})]
+            ) from exc
+        run.image = Image(name=f"nixos-{run.req.host}", digest=hashlib.sha256(out.encode()).hexdigest(),
+                          path=Path(out), kernel_version="", built_at=time.time(),
+                          build_seconds=run.result.phase("build").duration_s)  # fmt: skip
+        run.make_machine = lambda spec: NixosVmMachine(spec, run.settings.vms_dir, script)
+        return f"run script {script}; its disk is created in the VM's directory when it starts"
 
     if await run_phase(run.result, "build", build):
         await run_phase(run.result, "install", install)

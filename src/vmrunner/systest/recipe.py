@@ -113,7 +113,7 @@ RECIPE_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "run": {**_STRS, "description": "shell commands run in the image at build time (chroot)"},
+        "run": {**_STRS, "description": "build-time shell commands (chroot, /proc, /sys, /dev)"},
         "checks": {
             "type": "array",
             "items": {
@@ -248,9 +248,9 @@ def _specific(err: ValidationError) -> ValidationError:
     return _specific(max(chosen, key=lambda sub: len(sub.absolute_path)))
 
 
-def validate(root: Any, filename: str) -> None:
+def validate(root: Any, filename: str, schema: dict[str, Any] = RECIPE_SCHEMA) -> None:
     """Raise ``RecipeInvalidError`` listing every schema violation, in file order."""
-    validator = Draft202012Validator(RECIPE_SCHEMA)
+    validator = Draft202012Validator(schema)
     problems: list[Problem] = []
     for err in map(_specific, validator.iter_errors(_plain(root))):
         path = list(err.absolute_path)
@@ -327,15 +327,42 @@ def load_text(text: str, filename: str = "<recipe>") -> SystestRecipe:
     return to_recipe(root, filename)
 
 
-def load_file(path: Path) -> SystestRecipe:
-    """Read and load the recipe at ``path``."""
+def _read(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise RecipeInvalidError(
             str(path), [Problem(1, 1, f"cannot read: {exc.strerror}")]
         ) from exc
-    return load_text(text, str(path))
+
+
+def load_file(path: Path) -> SystestRecipe:
+    """Read and load the recipe at ``path``."""
+    return load_text(_read(path), str(path))
+
+
+CHECKS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "vmrunner systest checks (--checks FILE)",
+    "type": "object",
+    "required": ["checks"],
+    "additionalProperties": False,
+    "properties": {"checks": RECIPE_SCHEMA["properties"]["checks"]},
+}
+
+
+def load_checks_text(text: str, filename: str = "<checks>") -> tuple[Check, ...]:
+    """Parse and validate a checks file (``checks:`` as in a recipe, nothing else)."""
+    root = _parse(text, filename)
+    if not isinstance(root, CommentedMap):
+        raise RecipeInvalidError(filename, [Problem(1, 1, "a checks file must be a YAML mapping")])
+    validate(root, filename, CHECKS_SCHEMA)
+    return _checks(root)
+
+
+def load_checks_file(path: Path) -> tuple[Check, ...]:
+    """Read and load the checks file at ``path``."""
+    return load_checks_text(_read(path), str(path))
 
 
 def recipe_schema() -> dict[str, Any]:

@@ -10,6 +10,7 @@ Envelope fields (shared with ``vmrunner run``): ``schema_version``, ``kind``
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +219,11 @@ RESULT_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    """The result document as ``--json`` writes it."""
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def result_schema() -> dict[str, Any]:

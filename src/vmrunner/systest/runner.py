@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmrunner.cancel import CancelToken
 from vmrunner.config import Settings
 from vmrunner.errors import (
     ImageBuildError,
@@ -29,9 +30,17 @@ from vmrunner.errors import (
 )
 from vmrunner.images.cache import Image, ImageCache
 from vmrunner.procs import require_tool
+from vmrunner.runner.concurrency_store import ConcurrencyStore, run_in_group
 from vmrunner.systest import taxonomy as tx
+from vmrunner.systest.artifacts import BUILD_LOG, CONSOLE, keep_final
 from vmrunner.systest.phases import PhaseFailed, read_console, run_phase, runtime, wait_for_boot
-from vmrunner.systest.recipe import RecipeInvalidError, SystestRecipe, load_file
+from vmrunner.systest.recipe import (
+    Check,
+    RecipeInvalidError,
+    SystestRecipe,
+    load_checks_file,
+    load_file,
+)
 from vmrunner.systest.result import SystestError, SystestResult
 from vmrunner.vm.kvm import choose_accel
 from vmrunner.vm.machine import Accel, BootMode, MachineSpec
@@ -41,7 +50,12 @@ from vmrunner.vm.records import record_dir
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 MIN_FREE_BYTES = 3 << 30
-DEBIAN_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox", "chroot")
+# How long a cancelled build may take to kill its tool and remove its directory.
+BUILD_STOP_TIMEOUT_S = 60.0
+# nsenter and ip: a NixOS VM always has a user-mode network, run in its own namespace
+NIXOS_TOOLS = ("nix", "qemu-system-x86_64", "nsenter", "ip")
+DEBIAN_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox", "chroot",
+                "unshare")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,9 @@ class SystestRequest:
     keep_artifacts: Path | None = None
     cpus: int = 2
     memory_mib: int = 1024
+    checks: Path | None = None  # a checks file (``checks:`` as in a recipe), either flavour
+    concurrency: str | None = None  # one active run per group; a newer one replaces a waiting one
+    cancel_in_progress: bool = False  # ... and cancels the active one
 
 
 def _noop(_msg: str) -> None:
@@ -73,9 +90,15 @@ class Systest:
                                     started_at=time.time())  # fmt: skip
         self.accel = Accel.TCG
         self.recipe: SystestRecipe | None = None
+        self.checks: tuple[Check, ...] = ()
         self.image: Image | None = None
         self.tmp: Path | None = None
         self.machine: QemuMachine | None = None
+        # How the boot phase makes its VM; the NixOS flavour sets a factory that starts
+        # the configuration's own run script instead of booting ``self.image`` directly.
+        self.make_machine: Callable[[MachineSpec], QemuMachine] = lambda spec: QemuMachine(
+            spec, self.settings.vms_dir
+        )
 
     # -- preflight ------------------------------------------------------------------------
     async def preflight(self) -> str:
@@ -91,7 +114,7 @@ class Systest:
             raise PhaseFailed(
                 [SystestError("kvm_unavailable", str(exc), details={"requested": self.req.accel})]
             ) from exc
-        tools = DEBIAN_TOOLS if self.req.flavor == "debian" else ("qemu-system-x86_64", "nix")
+        tools = DEBIAN_TOOLS if self.req.flavor == "debian" else NIXOS_TOOLS
         for tool in tools:
             try:
                 lines.append(f"{tool}: {require_tool(tool)}")
@@ -102,21 +125,32 @@ class Systest:
         if free < MIN_FREE_BYTES:
             errors.append(SystestError("harness_error", f"only {free >> 20} MiB free in {self.settings.cache_dir}; "
                                        f"a system test needs {MIN_FREE_BYTES >> 20} MiB"))  # fmt: skip
-        if self.req.flavor == "debian":
-            try:
+        try:
+            if self.req.flavor == "debian":
                 self.recipe = load_file(Path(self.req.config))
+                self.checks = self.recipe.checks
                 lines.append(f"recipe: {self.recipe.image.name}, {len(self.recipe.checks)} checks")
-            except RecipeInvalidError as exc:
-                errors += [SystestError("recipe_invalid", p.message, details={"file": exc.filename, "line": p.line,
-                                                                              "column": p.col})
-                           for p in exc.problems]  # fmt: skip
+            if self.req.checks is not None:
+                extra = load_checks_file(self.req.checks)
+                self.checks += extra
+                lines.append(f"checks file {self.req.checks}: {len(extra)} checks")
+        except RecipeInvalidError as exc:
+            errors += [SystestError("recipe_invalid", p.message, details={"file": exc.filename, "line": p.line,
+                                                                          "column": p.col})
+                       for p in exc.problems]  # fmt: skip
         if errors:
             raise PhaseFailed(errors, "\n".join(lines))
         return "\n".join(lines)
 
     # -- Debian: build and install ----------------------------------------------------------
     async def debian_build_and_install(self) -> None:
-        """The build phase (root file system, recipe layers) and the install phase (disk image)."""
+        """The build phase (root file system, recipe layers) and the install phase (disk image).
+
+        The build runs in a worker thread, which cancelling this task cannot stop: on
+        the way out (cancelled: Ctrl-C, SIGTERM) it sets the build's ``CancelToken``,
+        which kills the running tool at once, and waits until the thread has removed
+        its temporary directory. The build log goes to the artifacts directory, if any.
+        """
         assert self.recipe is not None
         recipe = self.recipe.image
         cache = ImageCache(self.settings.images_dir, {recipe.name: recipe})
@@ -132,18 +166,23 @@ class Systest:
             return
         installing = asyncio.Event()
         loop = asyncio.get_running_loop()
+        cancel = CancelToken()
+        build_log = self.artifact(BUILD_LOG)
 
         def stage(name: str) -> None:
             loop.call_soon_threadsafe(installing.set)
 
         build_task = asyncio.ensure_future(
-            asyncio.to_thread(cache.ensure, recipe.name, self.progress, stage=stage)
-        )
+            asyncio.to_thread(cache.ensure, recipe.name, self.progress, stage=stage,
+                              cancel=cancel, build_log=build_log)
+        )  # fmt: skip
 
         async def build() -> str:
             done = asyncio.ensure_future(installing.wait())
-            await asyncio.wait({build_task, done}, return_when=asyncio.FIRST_COMPLETED)
-            done.cancel()
+            try:
+                await asyncio.wait({build_task, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                done.cancel()
             if build_task.done() and build_task.exception() is not None and not installing.is_set():
                 exc = build_task.exception()
                 if isinstance(exc, ImageBuildError):
@@ -155,7 +194,7 @@ class Systest:
 
         async def install() -> str:
             try:
-                self.image = await build_task
+                self.image = await asyncio.shield(build_task)  # cancelled by the token below
             except ImageBuildError as exc:
                 raise PhaseFailed([SystestError("install_error", str(exc).splitlines()[0],
                                                 details={"log_tail": exc.log_tail})], exc.log_tail) from exc  # fmt: skip
@@ -166,9 +205,12 @@ class Systest:
                 await run_phase(self.result, "install", install)
         finally:
             if not build_task.done():
-                build_task.cancel()
-            with contextlib.suppress(BaseException):
-                await build_task
+                cancel.cancel()
+                await asyncio.wait({build_task}, timeout=BUILD_STOP_TIMEOUT_S)
+            if build_task.done() and not build_task.cancelled():
+                build_task.exception()  # seen: a cancelled build's error is expected
+            if build_log is not None and build_log.is_file():
+                self.result.artifacts["build_log"] = str(build_log)
 
     # -- boot and runtime -------------------------------------------------------------------
     async def boot(self, stack: contextlib.AsyncExitStack) -> str:
@@ -177,7 +219,7 @@ class Systest:
                            boot_mode=BootMode.SYSTEMD, boot_timeout=self.req.boot_timeout,
                            name=f"systest-{self.result.id}")  # fmt: skip
         deadline = time.monotonic() + self.req.boot_timeout
-        machine = QemuMachine(spec, self.settings.vms_dir)
+        machine = self.make_machine(spec)
         self.progress(
             f"booting {self.image.name} with systemd ({self.accel.value}), deadline {self.req.boot_timeout:.0f} s"
         )
@@ -201,18 +243,39 @@ class Systest:
     async def _stop_machine(self) -> None:
         if self.machine is None:
             return
-        if self.req.keep_artifacts is not None:
+        console = self.artifact(CONSOLE)
+        if console is not None:
             with contextlib.suppress(OSError):
-                dest = self.req.keep_artifacts
-                dest.mkdir(parents=True, exist_ok=True)
-                (dest / "console.log").write_text(read_console(self.machine))
-                self.result.artifacts["console"] = str(dest / "console.log")
+                console.write_text(read_console(self.machine))
+                self.result.artifacts["console"] = str(console)
         await self.machine.shutdown(graceful=False)
+
+    # -- artifacts (--keep-artifacts DIR) ---------------------------------------------------
+    def artifact(self, name: str) -> Path | None:
+        """``name`` in the artifacts directory (created), or None without one (or if it
+        cannot be created: a warning, not a failure of the run)."""
+        dest = self.req.keep_artifacts
+        if dest is None:
+            return None
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot keep artifacts in %s: %s", dest, exc)
+            return None
+        return dest / name
+
+    def _keep_final(self) -> None:
+        """The recipe, the phase logs, junit.xml and result.json, once the result is final."""
+        if self.req.keep_artifacts is None:
+            return
+        try:
+            keep_final(self.result, self.req.keep_artifacts, self.req.config)
+        except OSError as exc:
+            log.warning("cannot keep artifacts in %s: %s", self.req.keep_artifacts, exc)
 
     async def runtime(self) -> str:
         assert self.machine is not None
-        checks = self.recipe.checks if self.recipe is not None else ()
-        return await runtime(self.machine, checks)
+        return await runtime(self.machine, self.checks)
 
     # -- the whole run ------------------------------------------------------------------------
     async def run(self) -> SystestResult:
@@ -222,20 +285,47 @@ class Systest:
         (self.settings.state_dir / "tmp").mkdir(exist_ok=True)
         await asyncio.to_thread(gc, self.settings)
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                rec = stack.enter_context(record_dir(self.settings.state_dir / "tmp", "systest"))
-                self.tmp = rec.path
-                await self._phases(stack)
+            if self.req.concurrency is None:
+                await self._in_stack()
+            else:
+                await self._in_group(self.req.concurrency)
         except asyncio.CancelledError:
             self._harness("cancelled", "the system test was cancelled (Ctrl-C or SIGTERM)")
             self.result.status = "cancelled"
             self._finish()
+            self._keep_final()
             raise
         except VmrunnerError as exc:
             self._harness("harness_error", str(exc))
         self._finish()
         await asyncio.to_thread(self._learn)
+        self._keep_final()
         return self.result
+
+    async def _in_stack(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            rec = stack.enter_context(record_dir(self.settings.state_dir / "tmp", "systest"))
+            self.tmp = rec.path
+            await self._phases(stack)
+
+    async def _in_group(self, group: str) -> None:
+        """The run inside concurrency group ``group``, shared by every vmrunner process of
+        this state directory (as GitHub's ``concurrency``): one runs, one waits; a newer
+        run replaces the waiting one, and with cancel-in-progress cancels the running one."""
+        store = ConcurrencyStore(self.settings.state_dir / "concurrency")
+        outcome = await run_in_group(
+            store, f"systest:{group}", self.result.id, self.req.cancel_in_progress, self._in_stack,
+            on_pending=lambda: self.progress(f"waiting for the running systest in group {group!r}"),
+        )  # fmt: skip
+        if outcome.cancelled == "pending":
+            self.result.errors.append(SystestError(
+                "cancelled", f"a newer systest in concurrency group {group!r} replaced this one "
+                "before it started", "preflight", {"concurrency_group": group}))  # fmt: skip
+            self.result.status = "cancelled"
+        elif outcome.cancelled == "running":
+            self._harness("cancelled", f"a newer systest in concurrency group {group!r} "
+                          "cancelled this one (cancel-in-progress)")  # fmt: skip
+            self.result.status = "cancelled"
 
     def _learn(self) -> None:
         """Record each phase that ran as an observation; a failed result gets its hints."""

@@ -159,7 +159,7 @@ class QemuMachine(Machine):
         self.record = new_record_dir(self.vms_dir)
         vmdir = self.vmdir
         sockdir = socket_dir(self.record)
-        self.argv = qemu_argv(self.spec, vmdir, qemu, sockdir)
+        self.argv, env = self._command(qemu, sockdir)
         snap: snapshot.Snapshot | None = None
         self._snap_key = ""
         if self.snapshots_dir is not None:
@@ -174,11 +174,7 @@ class QemuMachine(Machine):
             shutil.copyfile(snap.overlay, vmdir / "overlay.qcow2")
             self.argv += ["-incoming", f"exec:cat {shlex.quote(str(snap.state))}"]
         else:
-            run_tool(
-                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.spec.image.rootfs),
-                 str(vmdir / "overlay.qcow2")],
-                timeout=30, what="qemu-img create overlay",
-            )  # fmt: skip
+            self._create_disk(qemu_img)
         self.qmp = QMPClient(self.spec.name)
         try:
             await self.qmp.start_server(str(sockdir / "qmp.sock"))
@@ -200,7 +196,7 @@ class QemuMachine(Machine):
         argv = self.argv
         if self.spec.network is Network.USER:
             argv = netns.wrap(argv, self.record)
-        self.proc = await spawn_vmm(argv, log=vmdir / "qemu.log")
+        self.proc = await spawn_vmm(argv, log=vmdir / "qemu.log", env=env)
         self.record.vmm_pid = self.proc.pid
         self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
         self.record.save()
@@ -212,6 +208,18 @@ class QemuMachine(Machine):
         log.debug(
             "vm ready", extra={"vm": self.spec.name, "seconds": self.timings["agent_ready_s"]}
         )
+
+    def _command(self, qemu: str, sockdir: Path) -> tuple[list[str], dict[str, str] | None]:
+        """The VMM's argv and environment (None: vmrunner's own)."""
+        return qemu_argv(self.spec, self.vmdir, qemu, sockdir), None
+
+    def _create_disk(self, qemu_img: str) -> None:
+        """The VM's writable disk: a qcow2 overlay on the image's raw root disk."""
+        run_tool(
+            [qemu_img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(self.spec.image.rootfs),
+             str(self.vmdir / "overlay.qcow2")],
+            timeout=30, what="qemu-img create overlay",
+        )  # fmt: skip
 
     async def _race(self, aw: asyncio.Future[Any], what: str, timeout: float) -> Any:
         """Wait for ``aw`` unless QEMU exits or ``timeout`` passes (then raise VmStartError)."""
