@@ -129,9 +129,32 @@ def test_failing_unit_is_a_runtime_service_failure_with_its_journal(
 ) -> None:
     r = recipe(tmp_path / "fail.yml", "t-units",
                {"broken.service": "/bin/sh -c 'echo broken-marker-42; exit 3'",
-                "fine.service": "/bin/true"})  # fmt: skip
-    code, doc, text = systest([str(r)], vm_env, tmp_path / "r.json")
+                "fine.service": "/bin/true"},
+               "checks:\n  - unit_active: fine.service\n  - unit_active: broken.service\n")  # fmt: skip
+    # every kind of check, each failing but the first, from a --checks file
+    checks = tmp_path / "checks.yml"
+    checks.write_text(
+        "checks:\n"
+        "  - command: 'true'\n"
+        "  - command: 'echo out-marker; exit 3'\n"
+        "  - port_open: 9\n"
+        "  - file_contains: {path: /etc/hostname, text: not-this-host}\n"
+        "  - file_contains: {path: /nonexistent, text: x}\n"
+        "  - journal_lacks: 'broken-marker-4[0-9]'\n"
+    )
+    code, doc, text = systest([str(r), "--checks", str(checks)], vm_env, tmp_path / "r.json")
     assert code == 1, text
+    failed = {(e["file"], e["line"]): e for e in doc["errors"] if e["kind"] == "check_failed"}
+    line = r.read_text().splitlines().index("  - unit_active: broken.service") + 1
+    assert sorted(failed) == [(str(checks), n) for n in (3, 4, 5, 6, 7)] + [(str(r), line)]
+    assert failed[(str(r), line)]["actual"] == "failed"
+    assert failed[(str(r), line)]["expected"] == "active"
+    assert "exit status 3" in failed[(str(checks), 3)]["actual"]
+    assert "out-marker" in failed[(str(checks), 3)]["actual"]
+    assert failed[(str(checks), 4)]["actual"].startswith("closed")
+    assert failed[(str(checks), 5)]["actual"].strip() == "vmrunner"
+    assert "No such file" in failed[(str(checks), 6)]["actual"]
+    assert "broken-marker-42" in failed[(str(checks), 7)]["actual"]
     assert doc["status"] == "failure" and doc["failed_phase"] == "runtime"
     assert phases(doc)["boot"] == "passed" and phases(doc)["runtime"] == "failed"
     [err] = [e for e in doc["errors"] if e["kind"] == "service_failed"]

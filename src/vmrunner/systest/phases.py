@@ -197,7 +197,8 @@ async def runtime(machine: Machine, checks: tuple[Check, ...]) -> str:
         if not outcome.ok:
             errors.append(SystestError("check_failed", f"check failed: {check.describe()}",
                                        details={"check": check.describe(), "check_kind": check.kind,
-                                                "line": check.line or None, "expected": expected,
+                                                "file": check.file or None, "line": check.line or None,
+                                                "expected": expected,
                                                 "actual": outcome.actual}))  # fmt: skip
     if errors:
         raise PhaseFailed(errors, "\n".join(lines))

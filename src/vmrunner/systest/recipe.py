@@ -173,6 +173,7 @@ class Check:
     arg: str
     text: str = ""
     line: int = 0
+    file: str = ""  # the recipe or checks file the check was written in
 
     def describe(self) -> str:
         if self.kind == "file_contains":
@@ -261,15 +262,15 @@ def validate(root: Any, filename: str, schema: dict[str, Any] = RECIPE_SCHEMA) -
         raise RecipeInvalidError(filename, sorted(problems, key=lambda p: (p.line, p.col)))
 
 
-def _checks(root: Any) -> tuple[Check, ...]:
+def _checks(root: Any, filename: str) -> tuple[Check, ...]:
     out: list[Check] = []
     for i, item in enumerate(root.get("checks") or []):
         line = root["checks"].lc.item(i)[0] + 1
         ((kind, value),) = item.items()
         if kind == "file_contains":
-            out.append(Check(kind, str(value["path"]), str(value["text"]), line))
+            out.append(Check(kind, str(value["path"]), str(value["text"]), line, filename))
         else:
-            out.append(Check(str(kind), str(value), line=line))
+            out.append(Check(str(kind), str(value), line=line, file=filename))
     return tuple(out)
 
 
@@ -315,7 +316,7 @@ def to_recipe(root: Any, filename: str) -> SystestRecipe:
         ),  # fmt: skip
         run=tuple(str(c) for c in root.get("run") or ()),
     )
-    return SystestRecipe(image=image, checks=_checks(root), filename=filename)
+    return SystestRecipe(image=image, checks=_checks(root, filename), filename=filename)
 
 
 def load_text(text: str, filename: str = "<recipe>") -> SystestRecipe:
@@ -357,7 +358,7 @@ def load_checks_text(text: str, filename: str = "<checks>") -> tuple[Check, ...]
     if not isinstance(root, CommentedMap):
         raise RecipeInvalidError(filename, [Problem(1, 1, "a checks file must be a YAML mapping")])
     validate(root, filename, CHECKS_SCHEMA)
-    return _checks(root)
+    return _checks(root, filename)
 
 
 def load_checks_file(path: Path) -> tuple[Check, ...]:
