@@ -460,7 +460,8 @@ def test_ctrl_c_during_the_build_stops_it_at_once_and_leaves_nothing(
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 130, "".join(stderr.lines)
-    assert took < 15, f"vmrunner took {took:.1f} s to stop after Ctrl-C"
+    # not a speed check: without cancellation the build would run its 300 s to the end
+    assert took < 60, f"vmrunner took {took:.1f} s to stop after Ctrl-C"
     doc = json.loads(out.read_text())
     assert doc["status"] == "cancelled" and doc["errors"][-1]["kind"] == "cancelled"
     assert doc["errors"][-1]["phase"] == "build" and phases(doc)["install"] == "skipped"
