@@ -273,10 +273,9 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 def _with_systest(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the system-test specifics (phase and error fields) to the systest branch."""
-    from vmrunner.systest.result import RESULT_SCHEMA as SYSTEST
+    from vmrunner.systest.result import SYSTEST_SCHEMA
 
-    detail = {k: v for k, v in SYSTEST.items() if not k.startswith("$") and k != "title"}
-    schema["allOf"][1]["then"] = {**schema["allOf"][1]["then"], "allOf": [detail]}
+    schema["allOf"][1]["then"] = {**schema["allOf"][1]["then"], "allOf": [SYSTEST_SCHEMA]}
     return schema
 
 

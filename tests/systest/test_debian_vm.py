@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator
 from conftest import vmrunner
 from vmrunner.images.builder import MMDEBSTRAP_TMP_PREFIX
 from vmrunner.procs import group_members
-from vmrunner.systest.result import RESULT_SCHEMA
+from vmrunner.results import RESULT_SCHEMA
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("debian_image")]
 

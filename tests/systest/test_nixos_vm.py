@@ -36,7 +36,7 @@ from test_debian_vm import _gone, _start_and_wait_for_qemu, nothing_left, phases
 from conftest import vmrunner
 from vmrunner.guest import agent as agent_module
 from vmrunner.images.cache import ImageCache
-from vmrunner.systest.result import RESULT_SCHEMA
+from vmrunner.results import RESULT_SCHEMA
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(not Path("/usr/bin/nix").exists(),
                                                  reason="nix-bin is not installed")]  # fmt: skip

@@ -8,9 +8,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from jsonschema import Draft202012Validator
 
+from vmrunner.results import RESULT_SCHEMA
 from vmrunner.systest.junit import to_junit
 from vmrunner.systest.recipe import RecipeInvalidError, load_text, recipe_schema
-from vmrunner.systest.result import RESULT_SCHEMA, SystestError, SystestResult, render_text
+from vmrunner.systest.result import SystestError, SystestResult, render_text
 
 GOOD = """name: web
 packages: [nginx]
