@@ -24,8 +24,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from vmrunner.learning import LearningService, Observation
+from vmrunner.learning import Observation
 from vmrunner.learning.predict import brier
+from vmrunner.learning.service import LearningService
 from vmrunner.learning.simulate import simulate
 
 GOAL_RATE = 20_000

@@ -6,20 +6,37 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
+# Every program that src/ or tests/ run must come from one of these (or Debian's base
+# system): tests/test_bootstrap_programs.py checks it.
 PKGS=(
   qemu-system-x86 qemu-utils mmdebstrap busybox-static e2fsprogs iproute2 nftables
-  util-linux python3 python3-venv python3-pip postgresql nix-bin
+  util-linux python3 python3-venv python3-pip postgresql nix-bin git cpio procps nodejs
 )
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node (for the tests' real peers from npm: GitHub's workflow parser, the toolkit):
+# nodejs above; Debian's npm, unless the installed node brings its own npm.
+if ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]}" >&2
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-PY=${PYTHON:-python3}
+# The tests' npm packages (GitHub's workflow parser, for the differential test of
+# `vmrunner check`), pinned by tests/node/package-lock.json.
+npm ci --prefix tests/node --no-audit --no-fund
+# Debian's own Python (3.11.2 on Debian 12), not whatever python3 is first on PATH:
+# that is what a fresh machine runs vmrunner with.
+PY=${PYTHON:-/usr/bin/python3}
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')" != \
+  "$("$PY" -c 'import sys; print(sys.base_prefix)')" ]; then
+  echo "bootstrap: .venv was made with another Python; making it anew with $PY" >&2
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from vmrunner.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture
@@ -129,3 +131,61 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import shutil as _sh2
 
         _sh2.rmtree(data, ignore_errors=True)
+
+
+def _pg_schema_url(PG_URL: str) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'learn.db'}"
+        return
+    # a real server: VMRUNNER_TEST_PG_URL, or a throwaway cluster (tests/conftest.py)
+    yield from _pg_schema_url(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def db_url_pg(pg_url: str) -> Iterator[str]:
+    """A URL of an empty schema on the suite's real PostgreSQL server."""
+    yield from _pg_schema_url(pg_url)
+
+
+def concurrency_groups(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """The busy concurrency groups in the state directory's SQLite store, as
+    ``{folded name: {"running": id, "pending": id or None}}`` (empty before any)."""
+    import sqlite3
+
+    db = state_dir / "vmrunner.db"
+    if not db.exists():
+        return {}
+    try:
+        with sqlite3.connect(db, timeout=10) as conn:
+            rows = conn.execute("SELECT name, running, pending FROM concurrency_groups").fetchall()
+    except sqlite3.OperationalError:  # not migrated yet
+        return {}
+    return {name: {"running": running, "pending": pending} for name, running, pending in rows}
+
+
+def git_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at ``root`` with ``files`` (path: text) in one commit on ``main``."""
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(content)
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(root), *argv], check=True)
+    return root

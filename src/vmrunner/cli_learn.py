@@ -6,18 +6,18 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from vmrunner.cli_base import make_console
 from vmrunner.config import load_settings
 from vmrunner.errors import VmrunnerError
-from vmrunner.learn_service import open_learning
 
 learn_app = typer.Typer(
     help="Query what vmrunner learned from every command it ran.", no_args_is_help=True
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = make_console()  # text as it is: no markup, no :emoji: codes, no wrapping
+err = make_console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -28,6 +28,8 @@ def _emit(result: Any, as_json: bool) -> bool:
 
 
 def _run(fn: Any) -> Any:
+    from vmrunner.services.learning import open_learning  # loads the store only when used
+
     try:
         with open_learning(load_settings()) as svc:
             return fn(svc)
@@ -45,7 +47,7 @@ def stats(
     if _emit(s, as_json):
         return
     d = s.to_dict()
-    out.print(f"[bold]observations[/]: {json.dumps(d['totals'])}")
+    out.print(Text.assemble(("observations", "bold"), f": {json.dumps(d['totals'])}"))
     for key, title in (("failing_commands", "top failing commands"), ("signatures", "top failure signatures"),
                        ("flaky_commands", "flaky commands"), ("slowest_commands", "slowest commands")):  # fmt: skip
         rows = d.get(key) or []
@@ -69,8 +71,8 @@ def predict(
     if _emit(p, as_json):
         return
     low, high = p.interval
-    out.print(f"{p.probability:.2f} chance of success for [bold]{p.normalised}[/] "
-              f"({p.observations} observations at level '{p.level}', 95% interval {low:.2f}-{high:.2f})")  # fmt: skip
+    out.print(Text.assemble(f"{p.probability:.2f} chance of success for ", (p.normalised, "bold"),
+              f" ({p.observations} observations at level '{p.level}', 95% interval {low:.2f}-{high:.2f})"))  # fmt: skip
 
 
 @learn_app.command()
@@ -84,7 +86,7 @@ def related(
     if _emit(r, as_json):
         return
     d = r.to_dict()
-    out.print(f"[bold]{d['normalised']}[/]: {d['observations']} observations")
+    out.print(Text.assemble((d["normalised"], "bold"), f": {d['observations']} observations"))
     for key in ("before", "after", "failed_with", "co_failures"):
         for row in d.get(key) or []:
             out.print(f"  {key}: {json.dumps(row, default=str)[:160]}")

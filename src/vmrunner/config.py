@@ -9,6 +9,7 @@ explicit overrides (CLI flags). Mutable run state never lives here.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -44,6 +45,17 @@ class Settings:
     debian_security_mirror: str = "http://deb.debian.org/debian-security"
     label_images: Mapping[str, str] = field(default_factory=dict)
     lesson_min_occurrences: int = 3
+    # networks (CIDR or address) a ``--network user`` guest may reach although they are
+    # private or link-local; the host's own addresses stay unreachable whatever it says
+    network_allow: tuple[str, ...] = ()
+    # caps a workflow cannot raise: matrix instances of one job at once (``--max-parallel``
+    # may set another; a workflow's own ``max-parallel`` only lowers it), and VMs running at
+    # once on this host, over every vmrunner process (0: as many as fit in 75% of the
+    # host's memory at ``memory_mib`` each); more wait for a free slot
+    max_parallel: int = 4
+    max_vms: int = 0
+    webhook_secret: str = field(default="", repr=False)
+    webhook_secret_file: str = ""
 
     @property
     def vms_dir(self) -> Path:
@@ -59,9 +71,32 @@ class Settings:
         """The SQLAlchemy URL of the store: SQLite in the state directory unless configured."""
         return self.database_url or f"sqlite:///{self.state_dir / 'vmrunner.db'}"
 
+    def webhook_secret_bytes(self) -> bytes:
+        """The webhook secret: ``webhook_secret``, else the first line of
+        ``webhook_secret_file``; raises ``ConfigError`` when neither gives one."""
+        if self.webhook_secret:
+            return self.webhook_secret.encode()
+        if self.webhook_secret_file:
+            try:
+                text = Path(self.webhook_secret_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"webhook_secret_file: {exc}") from exc
+            if text:
+                return text.encode()
+        raise ConfigError(
+            "no webhook secret: set webhook_secret or webhook_secret_file "
+            "(or VMRUNNER_WEBHOOK_SECRET / VMRUNNER_WEBHOOK_SECRET_FILE)"
+        )
+
     def ensure_dirs(self) -> None:
-        """Create the state and cache directories (does nothing if they exist)."""
-        for d in (self.state_dir, self.cache_dir, self.vms_dir, self.images_dir):
+        """Create the state and cache directories. The state directory (runs, logs with
+        unmasked output, the database) is private: made 0700, and tightened to 0700 when it
+        exists and is ours."""
+        for d in (self.state_dir, self.vms_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.state_dir.stat().st_uid == os.geteuid():
+            self.state_dir.chmod(0o700)
+        for d in (self.cache_dir, self.images_dir):
             d.mkdir(parents=True, exist_ok=True)
 
 
@@ -78,16 +113,35 @@ def _config_file(env: Mapping[str, str]) -> Path:
 def _coerce(key: str, value: Any) -> Any:
     if key in ("state_dir", "cache_dir"):
         return Path(str(value)).expanduser()
-    if key in ("cpus", "memory_mib", "lesson_min_occurrences"):
+    if key in ("cpus", "memory_mib", "lesson_min_occurrences", "max_parallel", "max_vms"):
         try:
-            return int(value)
+            number = int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
+        if number < 0:
+            raise ConfigError(f"{key} must not be negative, got {number}")
+        return number
+    if key == "network_allow":
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"network_allow must be a list of networks, got {value!r}")
+        return parse_allow(value)
     if key == "label_images":
         if not isinstance(value, Mapping):
             raise ConfigError(f"label_images must be a table of label = image, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
     return str(value)
+
+
+def parse_allow(values: Any, where: str = "network_allow") -> tuple[str, ...]:
+    """Validate allow-list entries (``10.1.2.0/24``, ``169.254.169.254``, ``fd00::/8``) and
+    return them normalised; raise ``ConfigError`` naming ``where`` and the bad entry."""
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(str(value).strip(), strict=False)))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {value!r} is not an address or network: {exc}") from exc
+    return tuple(out)
 
 
 def load_settings(
@@ -125,6 +179,9 @@ def load_settings(
         values["lesson_min_occurrences"] = _coerce(
             "lesson_min_occurrences", env["VMRUNNER_LESSON_MIN"]
         )
+    for key in ("webhook_secret", "webhook_secret_file"):
+        if env.get(f"VMRUNNER_{key.upper()}"):
+            values[key] = env[f"VMRUNNER_{key.upper()}"]
     if env.get("VMRUNNER_DATABASE_URL"):
         values["database_url"] = env["VMRUNNER_DATABASE_URL"]
     for key, value in (overrides or {}).items():

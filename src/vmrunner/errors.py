@@ -26,6 +26,8 @@ Exception tree::
     │   ├── VmStateError          an operation was asked for in the wrong machine state
     │   └── ChannelError          the guest channel broke or spoke nonsense
     │       └── ProtocolError     a malformed or unexpected frame
+    │           └── UnsafeArchiveError    a copy_out member that could land outside (member, reason)
+    │               └── ArchiveLimitError a copy_out past its byte or member limit
     └── StoreError                the database failed
 """
 
@@ -137,5 +139,28 @@ class ProtocolError(ChannelError):
     """A malformed, unknown or unexpected frame on the guest channel."""
 
 
+class UnsafeArchiveError(ProtocolError):
+    """The guest's copy_out archive holds a member the host refuses to extract.
+
+    The guest sent something hostile or broken: a member that would land outside
+    the destination (absolute name, ``..``, below a symlink), a link leaving it, a
+    hard link to something not extracted, a device or FIFO. Carries ``member`` (its
+    name as sent) and ``reason``. Nothing was written outside the destination.
+    """
+
+    def __init__(self, member: str, reason: str, where: str = "copy_out") -> None:
+        self.member = member
+        self.reason = reason
+        super().__init__(f"{where}: refused member {member!r} sent by the guest: {reason}")
+
+
+class ArchiveLimitError(UnsafeArchiveError):
+    """A copy_out archive passed a limit (total file bytes or member count); ``reason`` names it."""
+
+
 class StoreError(VmrunnerError):
     """The database failed."""
+
+
+class RunNotFoundError(UserInputError):
+    """No run (or no log of a run) matches what was asked for."""

@@ -171,6 +171,20 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
+VMM_ENV_KEEP = ("LANG", "LC_ALL", "TZ")
+VMM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def vmm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The scrubbed environment a VMM starts with: a fixed ``PATH``, ``HOME=/`` and only
+    the locale and time-zone variables of ``base`` (default: vmrunner's own). Nothing
+    else -- tokens, secrets, ``VMRUNNER_DATABASE_URL`` -- reaches the VMM."""
+    base = os.environ if base is None else base
+    env = {"PATH": VMM_PATH, "HOME": "/"}
+    env.update({k: base[k] for k in VMM_ENV_KEEP if k in base})
+    return env
+
+
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -185,7 +199,8 @@ async def spawn_vmm(
 ) -> asyncio.subprocess.Process:
     """Start a VMM in its own session; it is SIGKILLed if vmrunner dies.
 
-    stdout and stderr go to ``log``; stdin is /dev/null. Does not wait for the
+    stdout and stderr go to ``log``; stdin is /dev/null. The environment is ``env``,
+    else :func:`vmm_env` (never vmrunner's own). Does not wait for the
     guest to boot. Must be called from the event loop's (main) thread: the
     parent-death signal fires when the forking thread ends. The signal survives
     ``execve``, so a launcher script that ``exec``s QEMU keeps it.
@@ -199,7 +214,7 @@ async def spawn_vmm(
                 stderr=fh,
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
-                env=None if env is None else dict(env),
+                env=vmm_env() if env is None else dict(env),
                 preexec_fn=_set_pdeathsig,
             )
         except FileNotFoundError as exc:

@@ -93,13 +93,13 @@ def test_gc_reaps_dead_owners_and_spares_live_ones(tmp_path: Path) -> None:
 def test_gc_cli_json(vm_env: dict[str, str]) -> None:
     proc = vmrunner(["gc", "--json"], vm_env)
     assert proc.returncode == 0
-    assert set(json.loads(proc.stdout)) == {"vm_dirs", "vmm_pids", "tmp_dirs"}
+    assert set(json.loads(proc.stdout)) == {"vm_dirs", "vmm_pids", "tmp_dirs", "interrupted_runs"}
 
 
 def test_bad_flags_are_clear_errors(vm_env: dict[str, str], tmp_path: Path) -> None:
     cases = [
-        (["exec", "--accel", "fast", "--", "true"], b"--accel must be auto, kvm or tcg"),
-        (["exec", "--network", "bridge", "--", "true"], b"'bridge' is not a valid Network"),
+        (["exec", "--accel", "fast", "--", "true"], b"'fast' is not one of 'auto', 'kvm', 'tcg'"),
+        (["exec", "--network", "bridge", "--", "true"], b"'bridge' is not one of 'none', 'user'"),
         (["exec", "--copy-in", "nocolon", "--", "true"], b"--copy-in expects SRC:DST"),
         (
             ["exec", "--copy-in", f"{tmp_path}/missing:/x", "--", "true"],

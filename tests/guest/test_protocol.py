@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 
 import pytest
@@ -306,3 +307,43 @@ def test_agent_gives_up_on_a_broken_stream(garbage: bytes, message: bytes) -> No
     _, status, err = exchange_with_agent([garbage], replies=0)
     assert status == 2
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("duration_s", "NaN", "NaN: numbers must be finite"),
+        ("duration_s", "Infinity", "Infinity: numbers must be finite"),
+        ("duration_s", "-Infinity", "-Infinity: numbers must be finite"),
+        ("duration_s", "1e999", "must be a finite number"),
+        ("exit_code", str(1 << 63), "an integer of at most 63 bits"),
+    ],
+)
+def test_non_finite_or_huge_numbers_are_rejected(field: str, value: str, message: str) -> None:
+    fields = {"exit_code": "0", "duration_s": "1.5", field: value}
+    header = (
+        '{"op":"exit","id":1,"signal":null,"timed_out":false,'
+        f'"exit_code":{fields["exit_code"]},"duration_s":{fields["duration_s"]}}}\n'
+    )
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        decode_payload(header.encode())
+
+
+def test_a_request_queue_pauses_the_reader_past_its_high_water() -> None:
+    from vmrunner.guest.channel import HIGH_WATER, _Queue
+    from vmrunner.guest.protocol import Output
+
+    async def scenario() -> list[bool]:
+        queue = _Queue()
+        seen = []
+        chunk = Output(1, "stdout", b"x" * (1 << 20))
+        for _ in range(HIGH_WATER >> 20):
+            queue.put_nowait(chunk)
+        seen.append(queue.room.is_set())  # exactly at the mark: still room
+        queue.put_nowait(chunk)
+        seen.append(queue.room.is_set())  # past it: the reader waits
+        await queue.get()
+        seen.append(queue.room.is_set())  # drained below: it goes on
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, True]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vmrunner.learning import LearningService, Observation
+from vmrunner.learning import Observation
 from vmrunner.learning.predict import brier
+from vmrunner.learning.service import LearningService
 from vmrunner.learning.simulate import simulate
 
 from .builders import obs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vmrunner.learning import LearningService
+from vmrunner.learning.service import LearningService
 
 from .builders import obs
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from vmrunner.runner.concurrency_store import ConcurrencyStore, GroupOutcome, run_in_group
+from vmrunner.store.concurrency import ConcurrencyStore, GroupOutcome, run_in_group
+from vmrunner.store.engine import open_store
 
 from .test_engine import _run
 
@@ -20,7 +21,7 @@ async def _until(pred: object, timeout: float = 10.0) -> None:
 
 
 def test_newer_pending_run_replaces_the_older_and_runs_after_the_first(tmp_path: Path) -> None:
-    store = ConcurrencyStore(tmp_path)
+    store = ConcurrencyStore(open_store(f"sqlite:///{tmp_path}/store.db"))
     order: list[str] = []
     gate = asyncio.Event()
 
@@ -62,7 +63,7 @@ def test_newer_pending_run_replaces_the_older_and_runs_after_the_first(tmp_path:
 
 
 def test_cancel_in_progress_cancels_the_running_body(tmp_path: Path) -> None:
-    store = ConcurrencyStore(tmp_path)
+    store = ConcurrencyStore(open_store(f"sqlite:///{tmp_path}/store.db"))
     seen: list[str] = []
 
     async def long() -> str:
@@ -89,7 +90,7 @@ def test_cancel_in_progress_cancels_the_running_body(tmp_path: Path) -> None:
 
 
 def test_interrupting_a_waiting_run_frees_its_slot(tmp_path: Path) -> None:
-    store = ConcurrencyStore(tmp_path)
+    store = ConcurrencyStore(open_store(f"sqlite:///{tmp_path}/store.db"))
 
     async def main() -> None:
         gate = asyncio.Event()

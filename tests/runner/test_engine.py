@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from vmrunner.results import validate_result
-from vmrunner.runner.concurrency_store import ConcurrencyStore
 from vmrunner.runner.context import GuestLayout, RunInfo, git_info, make_event
 from vmrunner.runner.engine import RunEnv, WorkflowExecution
 from vmrunner.runner.output import NullReporter
+from vmrunner.store.concurrency import ConcurrencyStore
+from vmrunner.store.engine import open_store
 from vmrunner.workflow.check import load_workflow
 from vmrunner.workflow.masking import Masker
 
@@ -37,7 +38,7 @@ def _run(tmp_path: Path, text: str, **env_kw: Any) -> tuple[RunEnv, dict[str, An
     info = RunInfo("42", 7, "wf", "wf.yml", git, make_event(git, "push", None, {}), layout)
     workflow = load_workflow(textwrap.dedent(text), "wf.yml")
     env = RunEnv(info, HostFactory(), NullReporter(), Masker(), tmp_path / "run",
-                 ConcurrencyStore(tmp_path / "conc"), **env_kw)  # fmt: skip
+                 ConcurrencyStore(open_store(f"sqlite:///{tmp_path}/conc/store.db")), **env_kw)  # fmt: skip
     summaries = asyncio.run(WorkflowExecution(env, workflow, "wf.yml").run())
     return env, {k: v for k, v in summaries.items()}
 
@@ -203,7 +204,15 @@ def test_matrix_filter_and_step_semantics(tmp_path: Path) -> None:
     assert "topsecret" not in Path(entry.log or "").read_text()
 
 
-def test_job_concurrency_and_unknown_label(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("strict", "result", "reason"),
+    [(False, "skipped", "maps to no image"), (True, "failure", None)],
+)
+def test_job_concurrency_and_a_label_with_no_image(
+    tmp_path: Path, strict: bool, result: str, reason: str | None
+) -> None:
+    """act's habit: a job whose runs-on maps to no image is skipped, with the reason in its
+    entry; --strict-platforms makes it a failure with an error naming the label."""
     wf = """
     on: push
     jobs:
@@ -216,15 +225,28 @@ def test_job_concurrency_and_unknown_label(tmp_path: Path) -> None:
         runs-on: macos-latest
         steps:
           - run: "true"
+      after:
+        needs: two
+        runs-on: ubuntu-latest
+        steps:
+          - run: "true"
     """
-    env, summaries = _run(tmp_path, wf)
+    env, summaries = _run(tmp_path, wf, strict_platforms=strict)
     assert summaries["one"].result == "success"
-    assert summaries["two"].result == "failure"
-    assert any("macos-latest" in e.message for e in env.errors)
+    assert summaries["two"].result == result
+    assert summaries["after"].result == "skipped"
+    (two,) = _entries(env)["two"]
+    if reason is None:
+        assert two.reason is None
+        assert any("macos-latest" in e.message for e in env.errors)
+    else:
+        assert two.runs_on == "macos-latest"
+        assert reason in (two.reason or "") and "-P macos-latest=" in (two.reason or "")
+        assert env.errors == []
 
 
 def test_concurrency_store_pending_runs_and_dead_owners(tmp_path: Path) -> None:
-    store = ConcurrencyStore(tmp_path)
+    store = ConcurrencyStore(open_store(f"sqlite:///{tmp_path}/store.db"))
     assert store.admit("g", "r1", False) == "running"
     assert store.admit("g", "r2", False) == "pending"
     assert store.admit("G", "r3", False) == "pending"  # group names ignore case
@@ -234,7 +256,9 @@ def test_concurrency_store_pending_runs_and_dead_owners(tmp_path: Path) -> None:
     assert store.slot("g", "r3") == "running"
     assert store.admit("g", "r4", True) == "pending"
     assert store.is_cancelled("r3")
-    other = ConcurrencyStore(tmp_path)  # another process's view of the same directory
+    other = ConcurrencyStore(
+        open_store(f"sqlite:///{tmp_path}/store.db")
+    )  # another process: same database
     assert other.slot("g", "r4") == "pending"
 
 
@@ -373,3 +397,66 @@ def test_checkout_is_a_git_clone_of_the_commit(tmp_path: Path) -> None:
     ).stdout.split()  # fmt: skip
     assert refs == ["refs/heads/main"]  # the host repository is left untouched
     assert out.read_text().splitlines() == [sha, "main", sha, "?? sub/", "x"]
+
+
+@pytest.mark.parametrize(
+    ("workflow_env", "job_env", "step_env", "allowed"),
+    [
+        ("", "", "", False),
+        ("ACTIONS_ALLOW_UNSECURE_COMMANDS: true", "", "", True),
+        ("", "ACTIONS_ALLOW_UNSECURE_COMMANDS: 'TRUE'", "", True),
+        ("", "", "ACTIONS_ALLOW_UNSECURE_COMMANDS: ' true '", True),
+        (
+            "ACTIONS_ALLOW_UNSECURE_COMMANDS: true",
+            "ACTIONS_ALLOW_UNSECURE_COMMANDS: false",
+            "",
+            False,
+        ),
+        ("", "ACTIONS_ALLOW_UNSECURE_COMMANDS: yes", "", False),
+    ],
+)
+def test_set_env_and_add_path_follow_allow_unsecure_commands_in_any_env_layer(
+    tmp_path: Path, workflow_env: str, job_env: str, step_env: str, allowed: bool
+) -> None:
+    wf = f"""
+    on: push
+    env: {{{workflow_env}}}
+    jobs:
+      a:
+        runs-on: ubuntu-latest
+        env: {{{job_env}}}
+        steps:
+          - env: {{{step_env}}}
+            run: |
+              echo "::set-env name=FOO::from set-env"
+              echo "::add-path::/opt/added"
+          - if: always()
+            run: |
+              echo "FOO=[$FOO]"
+              echo "PATH=$PATH"
+    """
+    env, _ = _run(tmp_path, wf)
+    (entry,) = _entries(env)["a"]
+    second = entry.steps[1].log_tail
+    assert ("FOO=[from set-env]" in second) is allowed
+    assert ("PATH=/opt/added:" in second) is allowed
+    assert ("`set-env` command is disabled" in entry.steps[0].log_tail) is not allowed
+
+
+def test_run_env_layer_is_over_the_workflow_and_job_env(tmp_path: Path) -> None:
+    """act's --env: in the env context and the step environment, over workflow and job env
+    (a step's own env still wins)."""
+    wf = """
+    on: push
+    env: {A: workflow, B: workflow}
+    jobs:
+      a:
+        runs-on: ubuntu-latest
+        env: {B: job, C: job}
+        steps:
+          - env: {C: step}
+            run: echo "A=$A B=$B C=$C ctx=${{ env.A }}"
+    """
+    env, _ = _run(tmp_path, wf, env={"A": "flag", "B": "flag", "C": "flag"})
+    (entry,) = _entries(env)["a"]
+    assert "A=flag B=flag C=step ctx=flag" in entry.steps[0].log_tail

@@ -35,9 +35,9 @@ def test_masker(values: list[str], text: str, expected: str) -> None:
     assert Masker(values).mask_text(text) == expected
 
 
-def test_mask_tree_masks_keys_and_values() -> None:
-    assert mask_tree(Masker(["s"]), {"s": ["s", 1, {"x": "as"}]}) == {
-        "***": ["***", 1, {"x": "a***"}]
+def test_mask_tree_masks_values_never_keys() -> None:
+    assert mask_tree(Masker(["s"]), {"s": ["s", 1, {"x": "as", "status": "success"}]}) == {
+        "s": ["***", 1, {"x": "a***", "status": "***ucce***"}]
     }
 
 
@@ -73,7 +73,7 @@ def test_labels_map_to_images(runs_on: object, image: str) -> None:
 
 
 def test_an_unknown_label_is_a_clear_error() -> None:
-    with pytest.raises(UserInputError, match="'windows-latest' has no image"):
+    with pytest.raises(UserInputError, match="'windows-latest' maps to no image"):
         image_for("windows-latest", {})
 
 
@@ -123,7 +123,7 @@ def test_github_context_for_a_push_and_a_pull_request(tmp_path: Path) -> None:
 
 def test_workflow_dispatch_inputs_get_defaults_and_types(tmp_path: Path) -> None:
     from vmrunner.runner.context import EventSpec
-    from vmrunner.runs import dispatch_inputs
+    from vmrunner.services.workflows import dispatch_inputs
     from vmrunner.workflow.check import load_workflow
 
     text = (

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import vmrunner
+from conftest import concurrency_groups, vmrunner
 from vmrunner.results import validate_result
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("debian_image")]
@@ -444,11 +444,9 @@ def test_concurrency_newer_pending_run_cancels_the_older(
         )  # fmt: skip
 
     first = start(0, 12)
-    state = Path(vm_env["VMRUNNER_HOME"]) / "concurrency" / "state.json"
+    state_dir = Path(vm_env["VMRUNNER_HOME"])
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "running" not in (
-        state.read_text() if state.exists() else ""
-    ):
+    while time.monotonic() < deadline and not concurrency_groups(state_dir):
         time.sleep(0.2)
     second = start(1, 1)
     time.sleep(2)
@@ -479,4 +477,6 @@ def test_job_timeout_container_and_unknown_label(main_run: Any) -> None:
     assert "timed out" in messages["job_timeout"]
     assert jobs["boxed"][0]["status"] == "failure"
     assert "container:" in messages["boxed"] and "Docker" in messages["boxed"]
-    assert "windows-latest" in messages["odd_label"]
+    # as act does: a label that maps to no image skips the job, saying why
+    assert jobs["odd_label"][0]["status"] == "skipped"
+    assert "windows-latest" in jobs["odd_label"][0]["reason"]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import vmrunner
+from conftest import concurrency_groups, vmrunner
 from vmrunner.images.builder import MMDEBSTRAP_TMP_PREFIX
 from vmrunner.procs import group_members
 from vmrunner.results import RESULT_SCHEMA
@@ -482,18 +482,14 @@ def test_ctrl_c_during_the_build_stops_it_at_once_and_leaves_nothing(
     nothing_left(state_dir)
 
 
-def _wait_state(state_file: Path, pred: Any, proc: subprocess.Popen[bytes]) -> None:
+def _wait_state(state_dir: Path, pred: Any, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        try:
-            groups = json.loads(state_file.read_text()).get("groups", {})
-        except (OSError, ValueError):
-            groups = {}
-        if pred(groups):
+        if pred(concurrency_groups(state_dir)):
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
-    pytest.fail(f"concurrency state never matched: {state_file.read_text()}")
+    pytest.fail(f"concurrency state never matched: {concurrency_groups(state_dir)}")
 
 
 def test_concurrency_group_runs_one_and_a_newer_replaces_the_waiting_one(
@@ -502,7 +498,6 @@ def test_concurrency_group_runs_one_and_a_newer_replaces_the_waiting_one(
     """FR-008: one active systest per group; a newer trigger cancels the older waiting one."""
     r = recipe(tmp_path / "slow.yml", "t-conc", {"hello.service": "/bin/echo hello"},
                'checks:\n  - command: "sleep 8"\n')  # fmt: skip
-    state = state_dir / "concurrency" / "state.json"
 
     def start(name: str, *extra: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "vmrunner", "systest", "--concurrency", "feature/x", "-q",
@@ -510,9 +505,9 @@ def test_concurrency_group_runs_one_and_a_newer_replaces_the_waiting_one(
         return subprocess.Popen(argv, env=vm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     first = start("first", "--accel", "tcg", str(r))
-    _wait_state(state, lambda g: any(v["running"] for v in g.values()), first)
+    _wait_state(state_dir, lambda g: any(v["running"] for v in g.values()), first)
     second = start("second", "--accel", "tcg", str(r))
-    _wait_state(state, lambda g: any(v["pending"] for v in g.values()), second)
+    _wait_state(state_dir, lambda g: any(v["pending"] for v in g.values()), second)
     third = start("third", "--accel", "kvm", str(r))  # fails fast in preflight, once it runs
     second.communicate(timeout=60)
     assert first.poll() is None, "the replaced run should end while the first still runs"
@@ -530,5 +525,5 @@ def test_concurrency_group_runs_one_and_a_newer_replaces_the_waiting_one(
     # the third waited for the first to finish, then ran
     assert docs["third"]["errors"][0]["kind"] == "kvm_unavailable"
     assert docs["third"]["phases"][0]["started_at"] >= docs["first"]["finished_at"]
-    assert json.loads(state.read_text())["groups"] == {}
+    assert concurrency_groups(state_dir) == {}
     nothing_left(state_dir)

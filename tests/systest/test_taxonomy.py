@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from conftest import SHARED
+from datafiles import NIX_OUTPUTS
 from vmrunner.systest import taxonomy as tx
 
-FIXTURES = SHARED / "fixtures/nix-2.8-errors"
+FIXTURES = NIX_OUTPUTS
 CACHE_INFO = "https://cache.nixos.org/nix-cache-info"
 X_DRV = "/nix/store/7py1zfb8a4j4nn5ywc2c3y350crq66sj-x.drv"
 Y_DRV = "/nix/store/dqip2z271shmfbdsbkpkmgyyhrjqdpq0-y.drv"
@@ -242,5 +240,10 @@ def test_nix_file_relative_to_flake() -> None:
     assert tx.flake_relative("/etc/x.nix") == "/etc/x.nix"
 
 
-def test_fixtures_exist() -> None:
-    assert Path(FIXTURES / "index.tsv").is_file()
+def test_index_lists_every_recorded_output_with_a_failing_exit() -> None:
+    """index.tsv (name, exit, elapsed, command) names exactly the recorded files, and
+    every one of them was a failing Nix command."""
+    rows = [line.split("\t") for line in (FIXTURES / "index.tsv").read_text().splitlines()[1:]]
+    assert {row[0] for row in rows} == {p.stem for p in FIXTURES.glob("*.txt")}
+    assert len(rows) == len(NIX_CASES)
+    assert all(int(row[1]) != 0 and row[3].startswith("nix") for row in rows), rows

@@ -49,6 +49,19 @@ def test_argv(
     chardevs = _opt(argv, "-chardev")
     assert "socket,id=qmp,path=/tmp/s/qmp.sock" in chardevs
     assert "socket,id=agent,path=/tmp/s/agent.sock" in chardevs
-    assert "file,id=console,path=/state/vms/vm-1/console.log" in chardevs
+    assert "file,id=console,path=/state/vms/vm-1/console.log,append=on" in chardevs
     assert any(d.startswith("file=/state/vms/vm-1/overlay.qcow2,") for d in _opt(argv, "-drive"))
     assert "-no-reboot" in argv and "-nodefaults" in argv
+
+
+def test_the_console_log_is_cut_back_when_the_guest_floods_it(tmp_path: Path) -> None:
+    from vmrunner.vm.qemu import cap_file
+
+    log = tmp_path / "console.log"
+    log.write_bytes(b"boot\n" + b"z" * 5000 + b"\nlast line\n")
+    assert not cap_file(log, cap=10_000, keep=100)
+    assert cap_file(log, cap=1000, keep=100)
+    data = log.read_bytes()
+    assert data.startswith(b"[vmrunner: the console log passed 1000 bytes and was cut]\n")
+    assert data.endswith(b"\nlast line\n") and len(data) < 200
+    assert not cap_file(tmp_path / "missing.log")

@@ -37,10 +37,11 @@ def test_diagnostics_are_sorted_and_name_the_file() -> None:
     text = "on: push\njobs:\n  b:\n    needs: z\n    runs-on: x\n    steps: [{run: a, runn: b}]\n"
     found = check_text(text, "ci.yml")
     assert [d.format() for d in found] == [
+        "ci.yml:3:3: The workflow must contain at least one job with no dependencies.",
         "ci.yml:4:12: Job 'b' depends on unknown job 'z'.",
-        "ci.yml:6:22: Unexpected value 'runn'",
+        "ci.yml:6:22: Unexpected value 'runn' (did you mean 'run'?)",
     ]
-    assert [d.code for d in found] == ["needs", "schema"]
+    assert [d.code for d in found] == ["needs", "needs", "schema"]
 
 
 def test_yaml_errors_become_diagnostics() -> None:
@@ -136,7 +137,7 @@ GOOD_CALL = "    with:\n      needed: x\n    secrets:\n      token: ${{ secrets.
             GOOD_CALL,
             "permissions:\n  contents: banana\n",
             [
-                "ci.yml:3:13: Unexpected value 'banana' (expected 'read', 'write' or 'none')",
+                "ci.yml:3:13: Unexpected value 'banana'",
                 f"ci.yml:5:3: Error calling workflow '{REF}'. The nested job 'Inner' is "
                 "requesting 'contents: write', but is only allowed 'contents: none'.",
             ],
@@ -178,7 +179,7 @@ def test_called_workflow_needs_workflow_call() -> None:
 def test_problems_of_the_called_workflow_are_reported_in_its_file() -> None:
     broken = "on: workflow_call\njobs:\n  j:\n    runs-on: x\n    steps: [{runn: a}]\n"
     found = check_with(caller(), {REF: broken})
-    assert f"{REF}:5:14: Unexpected value 'runn'" in found
+    assert f"{REF}:5:14: Unexpected value 'runn' (did you mean 'run'?)" in found
 
 
 def test_call_cycles_stop() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmrunner.workflow.masking import Masker, mask_values
+from vmrunner.workflow.masking import MAX_MASK_BYTES, MAX_MASKS, Masker, MaskLimitError, mask_values
 
 
 def reference_mask(data: bytes, secrets: Set[bytes]) -> bytes:
@@ -163,3 +163,79 @@ def test_no_secrets_is_identity_chunk_by_chunk(chunks: list[bytes]) -> None:
     masker = Masker()
     assert [masker.feed(chunk) for chunk in chunks] == chunks
     assert masker.finish() == b""
+
+
+# --- the automaton against the byte-by-byte model, job maskers, caps -----------------
+
+wide = b"ab\x00\xff"
+wide_secrets = st.lists(
+    st.binary(min_size=1, max_size=8).map(lambda b: bytes(wide[x % 4] for x in b)), max_size=12
+)
+wide_data = st.binary(max_size=200).map(lambda b: bytes(wide[x % 4] for x in b))
+
+
+@settings(max_examples=400)
+@given(wide_secrets, wide_secrets, wide_data)
+def test_automaton_equals_the_naive_model(
+    parent_values: list[bytes], own: list[bytes], data: bytes
+) -> None:
+    parent = Masker(parent_values)
+    job = parent.child()
+    for value in own:
+        job.add(value)
+    assert parent.mask(data) == reference_mask(data, parent.values)
+    assert job.mask(data) == reference_mask(data, job.values)
+
+
+@given(wide_secrets, wide_data)
+def test_safe_length_cuts_no_secret(secrets: list[bytes], data: bytes) -> None:
+    masker = Masker(secrets)
+    cut = masker.safe_length(data)
+    tails = [i for i in range(len(data)) if any(v.startswith(data[i:]) and len(v) > len(data) - i
+                                                for v in masker.values)]  # fmt: skip
+    assert cut <= min([len(data), *tails])
+    for value in masker.values:
+        for start in range(len(data)):
+            if data.startswith(value, start):
+                assert not start < cut < start + len(value)
+
+
+def test_masks_added_to_a_job_masker_stay_in_that_job() -> None:
+    run = Masker(["tok3n"])
+    one, two = run.child(), run.child()
+    one.add("s")
+    assert one.mask_text("status tok3n") == "***tatu*** ***"
+    assert two.mask_text("status tok3n") == "status ***"
+    assert run.mask_text("status") == "status"
+
+
+def test_a_one_letter_mask_masks_every_occurrence_as_github_does() -> None:
+    masker = Masker()
+    masker.add("a")
+    assert masker.mask_text("banana") == "b***n***n***"
+
+
+def test_add_is_capped_and_a_refused_value_registers_nothing() -> None:
+    masker = Masker(["x" * (MAX_MASK_BYTES + 1)])  # constructor values are not capped
+    for i in range(MAX_MASKS):
+        masker.add(f"value-{i:04d}")
+    with pytest.raises(MaskLimitError, match="at most 256 mask values"):
+        masker.add("one-too-many")
+    assert b"one-too-many" not in masker.values
+    big = Masker()
+    with pytest.raises(MaskLimitError):
+        big.add("y" * (MAX_MASK_BYTES + 1))
+    assert big.values == frozenset()
+    big.add("y" * MAX_MASK_BYTES)  # exactly the cap is fine
+    assert big.mask(b"y" * MAX_MASK_BYTES) == b"***"
+
+
+def test_many_masks_make_one_automaton_with_constant_work_per_byte() -> None:
+    """By construction: one goto step per byte (the automaton), whatever the count."""
+    values = [f"secret-{i:05d}".encode() for i in range(MAX_MASKS)]
+    masker = Masker(values)
+    line = b"x" * 1000 + values[-1] + b"y"
+    assert masker.mask(line) == b"x" * 1000 + b"***y"
+    automaton = masker._compiled()
+    assert automaton is not None
+    assert len(automaton.goto) <= sum(len(v) for v in values) + 1

@@ -68,8 +68,11 @@ def test_step_ids_duplicate_case_insensitively_within_a_job_only() -> None:
     ]
 
 
-def test_step_id_with_an_expression_is_left_alone() -> None:
-    assert problems(step("id: ${{ matrix.x }}\n        run: a\n")) == []
+def test_step_id_with_an_expression_is_not_checked_as_an_id() -> None:
+    """GitHub allows no expression in a step id (the schema says so, once); the id rule
+    does not add an "invalid identifier" of its own."""
+    found = problems(step("id: ${{ matrix.x }}\n        run: a\n"))
+    assert [f[2] for f in found] == ["A template expression is not allowed in this context"]
 
 
 # ---- needs -------------------------------------------------------------------------
@@ -149,7 +152,8 @@ def test_runner_groups(group: str, message: str | None) -> None:
     ("container", "line", "col"),
     [
         ("    container: ''\n", 4, 16),
-        ("    container:\n      image: ''\n", 5, 14),
+        ("    container:\n      image: ' '\n", 5, 14),
+        ("    container:\n      options: o\n", 5, 7),
         ("    services:\n      db:\n        image: ' '\n", 6, 16),
     ],
 )
@@ -191,11 +195,14 @@ def test_matrix_vectors(matrix: str, expected: list[tuple[int, int, str]]) -> No
     ],
 )
 def test_expression_syntax_in_a_run_step(value: str, message: str | None) -> None:
+    """An error in an expression is at its ``${{`` (past the quote at column 14); one
+    that is not closed is the value's."""
     found = problems(step(f'run: "{value}"\n'))
     if message is None:
         assert found == []
     else:
-        assert len(found) == 1 and found[0][:2] == (6, 14) and message in found[0][2]
+        col = 14 if "not closed" in message else 15 + value.index("${{")
+        assert len(found) == 1 and found[0][:2] == (6, col) and message in found[0][2]
 
 
 def test_expression_length_limit() -> None:
@@ -303,7 +310,11 @@ def workflow_with(path_yaml: str) -> str:
             None,
         ),
         # keys GitHub never evaluates are not parsed at all
-        ("on:\n  push:\n    branches: ['${{ not closed']\n" + job("").split("\n", 1)[1], None),
+        # not evaluated here, but GitHub's parser still refuses an unclosed expression
+        (
+            "on:\n  push:\n    branches: ['${{ not closed']\n" + job("").split("\n", 1)[1],
+            "The expression is not closed",
+        ),
     ],
 )
 def test_context_availability(text: str, message: str | None) -> None:

@@ -62,10 +62,45 @@ log = logging.getLogger(__name__)
 STDIN_CHUNK = 64 * 1024
 EXEC_SLACK_S = 30.0
 """How much longer than a command's timeout the host waits for its exit frame."""
+HIGH_WATER = 4 << 20
+"""Bytes of output or archive data waiting for one request before the reader pauses."""
+MAX_CAPTURE = 64 << 20
+"""Bytes of one stream an exec captures (without a callback) before it is killed."""
+
+
+class OutputLimitError(ChannelError):
+    """A command printed more than :data:`MAX_CAPTURE` bytes to a captured stream."""
+
 
 _Item: TypeAlias = Reply | BaseException
-_Queue: TypeAlias = "asyncio.Queue[_Item]"
 _R = TypeVar("_R", bound=Reply)
+
+
+class _Queue(asyncio.Queue[_Item]):
+    """One request's replies. Counts the output and data bytes waiting in it: past
+    :data:`HIGH_WATER` ``room`` is cleared, and the reader waits for it (flow control:
+    a guest cannot make the host buffer more than that for a slow consumer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self.room = asyncio.Event()
+        self.room.set()
+
+    def put_nowait(self, item: _Item) -> None:
+        if isinstance(item, Output | Data):
+            self.waiting += len(item.data)
+            if self.waiting > HIGH_WATER:
+                self.room.clear()
+        super().put_nowait(item)
+
+    def get_nowait(self) -> _Item:
+        item = super().get_nowait()
+        if isinstance(item, Output | Data):
+            self.waiting -= len(item.data)
+            if self.waiting <= HIGH_WATER:
+                self.room.set()
+        return item
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +113,8 @@ class ExecResult:
     ``exit_code`` is 127 for a missing executable, 126 otherwise) or why the agent
     lost track of it (then ``exit_code`` is None), else None.
     ``stdout``/``stderr``: everything the command wrote to that stream, captured
-    only when no callback was given for it (else empty): use callbacks for big output.
+    only when no callback was given for it (else empty), at most :data:`MAX_CAPTURE`
+    bytes (past that the command is killed: OutputLimitError): use callbacks for big output.
     """
 
     exit_code: int | None
@@ -166,7 +202,9 @@ class GuestChannel:
     async def _read_loop(self) -> None:
         try:
             while True:
-                self._dispatch(await self._read_message())
+                queue = self._dispatch(await self._read_message())
+                if queue is not None and not queue.room.is_set():
+                    await queue.room.wait()  # the request's consumer is behind
         except ChannelError as exc:
             self._fail(exc)
         except asyncio.IncompleteReadError as exc:
@@ -189,15 +227,18 @@ class GuestChannel:
         check_length(length)
         return decode_payload(await self._reader.readexactly(length))
 
-    def _dispatch(self, msg: Message) -> None:
+    def _dispatch(self, msg: Message) -> _Queue | None:
+        """Route ``msg``; the queue it went to, if any."""
         if isinstance(msg, Hello):
             self._on_hello(msg)
         elif self._hello is None:
             raise ProtocolError(f"{type(msg).__name__.lower()} frame before the agent's hello")
         elif (waiter := self._waiters.get(msg.id)) is not None:
             waiter.put_nowait(msg)
+            return waiter
         else:
             log.debug("dropping %s for finished request %d", type(msg).__name__, msg.id)
+        return None
 
     def _on_hello(self, msg: Hello) -> None:
         if msg.proto != PROTOCOL_VERSION:
@@ -229,13 +270,14 @@ class GuestChannel:
         if self._failure is not None:
             raise _again(self._failure)
         rid = next(self._ids)
-        queue: _Queue = asyncio.Queue()
+        queue = _Queue()
         self._waiters[rid] = queue
         try:
             async with _time_limit(what, timeout):
                 yield rid, queue
         finally:
             del self._waiters[rid]
+            queue.room.set()  # a reader waiting on it goes on (later frames are dropped)
 
     async def _send(self, header: Mapping[str, object], body: bytes = b"") -> None:
         self._check_sendable()
@@ -416,6 +458,11 @@ class GuestChannel:
                 callback = callbacks[msg.stream]
                 if callback is None:
                     captured[msg.stream] += msg.data
+                    if len(captured[msg.stream]) > MAX_CAPTURE:
+                        raise OutputLimitError(
+                            f"the command printed more than {MAX_CAPTURE} bytes on "
+                            f"{msg.stream} and was killed (give a callback to stream it)"
+                        )
                 elif inspect.isawaitable(outcome := callback(msg.data)):
                     await outcome
             elif isinstance(msg, Exited):
@@ -462,20 +509,29 @@ class GuestChannel:
             await self._send({"op": "end", "id": rid})
             await self._expect(queue, Ok, f"copy_in to {guest_dst}")
 
-    async def copy_out(self, guest_src: str, host_dst: Path, timeout: float) -> None:
+    async def copy_out(
+        self,
+        guest_src: str,
+        host_dst: Path,
+        timeout: float,
+        limits: transfer.CopyLimits = transfer.DEFAULT_LIMITS,
+    ) -> None:
         """Copy a guest file or directory tree so that it becomes ``host_dst`` on the host.
 
         Keeps modes (less setuid/setgid and group/other write bits), mtimes and
-        relative symlinks inside the tree; refuses unsafe members (absolute or
-        escaping paths and links, device files) with GuestOpError. Creates missing
-        parents. Streams: a worker thread extracts while frames arrive.
+        relative symlinks inside the tree; never writes outside ``host_dst`` and
+        refuses unsafe members (absolute or escaping paths and links, members below
+        a symlink, devices) with UnsafeArchiveError, and more than ``limits`` allow
+        with ArchiveLimitError. Creates missing parents. Streams: a worker thread
+        extracts while frames arrive.
         """
         _require_absolute(guest_src)
         pipe = transfer.ChunkPipe()
         loop = asyncio.get_running_loop()
         async with self._request("copy_out", timeout) as (rid, queue):
             await self._send({"op": "get", "id": rid, "path": guest_src})
-            extraction = loop.run_in_executor(None, transfer.extract_tar, pipe, host_dst)
+            extract = transfer.extract_tar
+            extraction = loop.run_in_executor(None, extract, pipe, host_dst, limits)
             extraction.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
                 await self._pump_archive(queue, pipe, extraction, guest_src)

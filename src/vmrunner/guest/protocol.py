@@ -10,6 +10,7 @@ message that names what was wrong; no ``dict[str, Any]`` leaves it.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,12 @@ MAX_BODY = 1 << 20
 MAX_FRAME = MAX_HEADER + MAX_BODY
 MIN_FRAME = len(b'{"op":""}\n')
 LENGTH = struct.Struct(">I")
+MAX_INT = 1 << 63
+"""Integers in a frame header lie strictly between -MAX_INT and MAX_INT."""
+
+
+def _no_constant(name: str) -> object:
+    raise ProtocolError(f"frame header holds {name}: numbers must be finite")
 
 
 class GuestOpError(ChannelError):
@@ -133,7 +140,7 @@ def decode_payload(payload: bytes) -> Message:
     if len(body) > MAX_BODY:
         raise ProtocolError(f"frame body of {len(body)} bytes exceeds the limit of {MAX_BODY}")
     try:
-        raw = json.loads(payload[:end])
+        raw = json.loads(payload[:end], parse_constant=_no_constant)
     except ValueError as exc:
         raise ProtocolError(f"frame header is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
@@ -173,9 +180,11 @@ class _Fields:
 
     def integer(self, key: str) -> int:
         value = self.raw.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise self._bad(key, "an integer")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._bad(key, "an integer")
+        if not -MAX_INT < value < MAX_INT:
+            raise self._bad(key, "an integer of at most 63 bits")
+        return value
 
     def opt_integer(self, key: str) -> int | None:
         return None if self.raw.get(key) is None else self.integer(key)
@@ -183,8 +192,10 @@ class _Fields:
     def number(self, key: str) -> float:
         value = self.raw.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise self._bad(key, "a number")
+            number = float(value)  # a huge int overflows to inf
+            if math.isfinite(number):
+                return number
+        raise self._bad(key, "a finite number")
 
     def boolean(self, key: str) -> bool:
         value = self.raw.get(key)

@@ -8,10 +8,12 @@ else as one member (so a file lands *at* the destination path).
   :class:`ChunkSink`, which hands full chunks to the event loop and waits for each
   to be written (backpressure, bounded memory). Owners become root in the archive.
 * copy_out: the event loop feeds data frames into a :class:`ChunkPipe`;
-  :func:`extract_tar` reads it in a worker thread. Members pass tarfile's ``data``
-  filter (no absolute paths, no ``..``, no links leaving the destination, no device
-  files; setuid/setgid and group/other write bits dropped, ownership not restored),
-  except that permission bits such as 0755 or 0700 are kept on directories too.
+  :func:`extract_tar` reads it in a worker thread and extracts member by member
+  with :mod:`vmrunner.guest.safetar` (no absolute paths, no ``..``, nothing below
+  a symlink, no links leaving the destination, no devices, FIFOs or foreign hard
+  links, a cap on bytes and members; setuid/setgid and group/other write bits
+  dropped, ownership not restored). It does not use tarfile's extraction filters,
+  which Python 3.11.2 lacks and older 3.11 releases let be bypassed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from vmrunner.errors import UserInputError
+from vmrunner.guest import safetar
 from vmrunner.guest.protocol import GuestOpError
+from vmrunner.guest.safetar import CopyLimits as CopyLimits  # re-exported for callers
+
+DEFAULT_LIMITS = CopyLimits()
 
 TRANSFER_CHUNK = 256 * 1024
 _EOF = b""
@@ -171,40 +177,19 @@ class ChunkPipe(_StreamOnly):
         return out
 
 
-class _HostFilter:
-    """tarfile's data filter, keeping directory modes; renames a single-file copy."""
-
-    def __init__(self, rename: str | None) -> None:
-        self.rename = rename
-        self.seen = 0
-
-    def __call__(self, member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo:
-        self.seen += 1
-        if self.rename is not None:
-            if self.seen > 1:
-                raise tarfile.TarError(f"unexpected member {member.name!r} after a single file")
-            member = member.replace(name=self.rename, deep=False)
-        safe = tarfile.data_filter(member, dest_path)
-        if safe.isdir():
-            safe = safe.replace(mode=(member.mode & 0o755) | 0o700, deep=False)
-        return safe
-
-
-def extract_tar(source: ChunkPipe, host_dst: Path) -> None:
+def extract_tar(source: ChunkPipe, host_dst: Path, limits: CopyLimits = DEFAULT_LIMITS) -> None:
     """Extract the agent's archive of one guest path so that it becomes ``host_dst``.
 
-    Creates missing parent directories. Raises GuestOpError for an unsafe or broken
-    archive or a host I/O error (what was extracted before stays), TransferAborted
-    when the pipe is aborted. Does not delete anything already at ``host_dst``.
+    Member by member, never writing outside ``host_dst`` (or, for a single file, its
+    directory), on every Python: see :mod:`vmrunner.guest.safetar`. Creates missing
+    parent directories. Raises UnsafeArchiveError naming a hostile member,
+    ArchiveLimitError past ``limits``, GuestOpError for a broken archive or a host
+    I/O error (what was extracted before stays), TransferAborted when the pipe is
+    aborted. Does not delete anything already at ``host_dst`` but the non-directories
+    members replace.
     """
+    where = f"copy_out to {host_dst}"
     try:
-        with tarfile.open(fileobj=source, mode="r|") as tar:
-            first = tar.next()
-            if first is None:
-                raise GuestOpError(f"copy_out to {host_dst}: the guest sent an empty archive")
-            single = first.name != "."
-            dest = host_dst.parent if single else host_dst
-            dest.mkdir(parents=True, exist_ok=True)
-            tar.extractall(dest, filter=_HostFilter(host_dst.name if single else None))
+        safetar.extract_archive(source, host_dst, limits, where)
     except (tarfile.TarError, OSError) as exc:
-        raise GuestOpError(f"copy_out to {host_dst}: {exc}") from exc
+        raise GuestOpError(f"{where}: {exc}") from exc

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from vmrunner.cancel import CancelToken, check
 from vmrunner.errors import ImageBuildError
-from vmrunner.images.cache import Progress, write_manifest
 from vmrunner.images.initramfs import build_initramfs
 from vmrunner.images.kernel import KernelFiles, fetch_kernel
 from vmrunner.images.layers import apply_layers
+from vmrunner.images.manifest import Progress, write_manifest
 from vmrunner.images.recipe import Recipe
 from vmrunner.procs import require_tool, run_tool
 
@@ -81,6 +81,24 @@ def mmdebstrap_tmpdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def mmdebstrap_argv(
+    recipe: Recipe, tarball: Path, *, mmdebstrap: str = "mmdebstrap", unshare: str = "unshare"
+) -> list[str]:
+    """The command that bootstraps ``recipe`` into ``tarball`` (pure): mmdebstrap in root
+    mode in a private mount namespace, its apt sources those of ``recipe.sources()`` (the
+    recipe's mirrors, then its extra sources)."""
+    return [
+        unshare, "--mount", "--propagation", "private", "--",
+        mmdebstrap, "--mode=root", "--variant=minbase",
+        f"--include={','.join(recipe.all_packages())}",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        *(f"--aptopt={opt}" for opt in APT_FAIL_FAST),
+        recipe.suite, str(tarball), *recipe.sources(),
+    ]  # fmt: skip
+
+
 def mmdebstrap(recipe: Recipe, tarball: Path, log: Path, cancel: CancelToken | None = None) -> None:
     """Bootstrap the root file system into ``tarball`` with mmdebstrap (root mode).
 
@@ -90,24 +108,7 @@ def mmdebstrap(recipe: Recipe, tarball: Path, log: Path, cancel: CancelToken | N
     """
     tool = require_tool("mmdebstrap", "apt-get install mmdebstrap")
     unshare = require_tool("unshare", "apt-get install util-linux")
-    argv = [
-        unshare,
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        tool,
-        "--mode=root",
-        "--variant=minbase",
-        f"--include={','.join(recipe.all_packages())}",
-        "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        *(f"--aptopt={opt}" for opt in APT_FAIL_FAST),
-        recipe.suite,
-        str(tarball),
-        *recipe.sources(),
-    ]
+    argv = mmdebstrap_argv(recipe, tarball, mmdebstrap=tool, unshare=unshare)
     with mmdebstrap_tmpdir() as tmpdir:
         env = {**os.environ, "TMPDIR": str(tmpdir)}
         run_tool(argv, timeout=1800, what="mmdebstrap", log=log, env=env, cancel=cancel)

@@ -11,6 +11,19 @@ with the namespace when the command ends or is killed (even by ``kill -9`` of
 vmrunner); every process the command started ends with it. The image is left as
 it was: a resolv.conf created as a mount point is removed afterwards.
 
+A recipe may come from an untrusted repository, so its commands get a network namespace of
+their own (loopback only: not the host's network; packages come from the recipe's
+``packages``, installed by mmdebstrap), /proc/sys, /proc/sysrq-trigger, /proc/irq and
+/proc/bus read-only and /proc/kcore hidden, and run as a root without the capabilities
+that reach past the image (only file ownership and permission ones, setuid/setgid, kill,
+setfcap: no mount, chroot, mknod, module, raw I/O, network or ptrace), with
+``no_new_privs``: it cannot leave the chroot or touch the host's kernel settings. It is not
+an unprivileged user: the image's files belong to root and the commands configure them.
+
+``files:`` and units are written where a process chrooted in the image would write them:
+symlinks in their directories are followed inside the root (``/var/run`` -> ``/run`` is the
+image's /run, never the host's).
+
 Each command has a timeout and follows a ``CancelToken``; a failure raises
 ``ImageBuildError`` naming the layer item, with its output tail.
 """
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +61,28 @@ ln -s /proc/self/fd/0 "$r/dev/stdin"
 ln -s /proc/self/fd/1 "$r/dev/stdout"
 ln -s /proc/self/fd/2 "$r/dev/stderr"
 if [ -n "$2" ]; then mount --bind {HOST_RESOLV_CONF} "$r$2"; fi
-exec chroot "$r" /bin/sh -ec "$3"
+for p in sys sysrq-trigger irq bus; do
+  if [ -e "$r/proc/$p" ]; then mount --bind -o ro "$r/proc/$p" "$r/proc/$p"; fi
+done
+if [ -e "$r/proc/kcore" ]; then mount --bind /dev/null "$r/proc/kcore"; fi
+exec "$4" -I -S -c "$5" "$r" "$3"
+"""
+# The last step of the sandbox, by the host's Python: chroot, then drop every capability
+# not in KEEP_CAPS from the bounding set and set no_new_privs, then exec the command (as
+# root, the new program gets only what the bounding set still holds).
+KEEP_CAPS = (0, 1, 2, 3, 4, 5, 6, 7, 10, 29, 31)  # chown dac_override dac_read_search fowner
+# fsetid kill setgid setuid net_bind_service audit_write setfcap
+DROP_CAPS_PY = f"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+last = int(open("/proc/sys/kernel/cap_last_cap").read())
+os.chroot(sys.argv[1]); os.chdir("/")
+for cap in range(last + 1):
+    if cap not in {KEEP_CAPS!r} and libc.prctl(24, cap, 0, 0, 0) != 0:
+        sys.exit("cannot drop capability %d" % cap)
+if libc.prctl(38, 1, 0, 0, 0) != 0:
+    sys.exit("cannot set no_new_privs")
+os.execv("/bin/sh", ["/bin/sh", "-ec", sys.argv[2]])
 """
 
 
@@ -57,6 +92,38 @@ def _inside(rootfs: Path, guest_path: str) -> Path:
     if norm == "/" or ".." in norm.split("/"):
         raise ImageBuildError(f"recipe path {guest_path!r} is not a file path inside the image")
     return rootfs / norm.lstrip("/")
+
+
+MAX_LINKS = 40
+
+
+def resolve_in_root(rootfs: Path, guest_path: str) -> Path:
+    """The host path of ``guest_path`` as a process chrooted in ``rootfs`` reaches it: every
+    symlink among its directories is followed inside the root (an absolute target starts
+    again at the root, ``..`` stops at it); the last component is not followed. Raises
+    ``ImageBuildError`` for a path with ``..`` or a symlink loop."""
+    last = _inside(rootfs, guest_path).name
+    pending = posixpath.normpath("/" + guest_path.lstrip("/")).split("/")[1:-1]
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            resolved = resolved[:-1]
+            continue
+        candidate = rootfs.joinpath(*resolved, part)
+        if not candidate.is_symlink():
+            resolved.append(part)
+            continue
+        links += 1
+        if links > MAX_LINKS:
+            raise ImageBuildError(f"recipe path {guest_path!r}: too many symlinks in the image")
+        target = str(candidate.readlink())
+        resolved = [] if target.startswith("/") else resolved
+        pending = target.split("/") + pending
+    return rootfs.joinpath(*resolved, last)
 
 
 def _chroot(rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None) -> str:
@@ -73,7 +140,7 @@ def add_user(rootfs: Path, user: UserSpec, log: Path, cancel: CancelToken | None
 
 
 def write_file(rootfs: Path, spec: FileSpec, log: Path, cancel: CancelToken | None = None) -> None:
-    path = _inside(rootfs, spec.path)
+    path = resolve_in_root(rootfs, spec.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
         path.unlink()
@@ -88,8 +155,8 @@ def write_file(rootfs: Path, spec: FileSpec, log: Path, cancel: CancelToken | No
 def install_unit(
     rootfs: Path, unit: UnitSpec, log: Path, cancel: CancelToken | None = None
 ) -> None:
-    etc = rootfs / "etc/systemd/system"
-    target = _inside(rootfs, f"/etc/systemd/system/{unit.name}")
+    target = resolve_in_root(rootfs, f"/etc/systemd/system/{unit.name}")
+    etc = target.parent
     if unit.content:
         etc.mkdir(parents=True, exist_ok=True)
         if target.is_symlink():
@@ -155,8 +222,9 @@ def run_command(rootfs: Path, command: str, log: Path, cancel: CancelToken | Non
     for guest in ("/proc", "/sys", "/dev"):
         _real_dir(rootfs, guest)
     resolv = resolv_conf_target(rootfs)
-    argv = [unshare, "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
-            "--", "/bin/sh", "-ec", SANDBOX_SH, "vmrunner-sandbox", str(rootfs), resolv, command]  # fmt: skip
+    argv = [unshare, "--mount", "--propagation", "private", "--pid", "--net", "--fork",
+            "--kill-child", "--", "/bin/sh", "-ec", SANDBOX_SH, "vmrunner-sandbox", str(rootfs),
+            resolv, command, sys.executable, DROP_CAPS_PY]  # fmt: skip
     point = _mount_point(_inside(rootfs, resolv)) if resolv else contextlib.nullcontext()
     with point:
         what = f"recipe run command {command!r}"

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
+from typing import TYPE_CHECKING
 
+from vmrunner.errors import ConfigError
 from vmrunner.images.kernel import DEFAULT_KERNEL_PACKAGE
+
+if TYPE_CHECKING:
+    from vmrunner.config import Settings
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+_MIRROR_RE = re.compile(r"(https?|file|ftp)://\S+\Z")
 
 BASE_PACKAGES = (
     "systemd",
@@ -36,6 +46,30 @@ GUEST_FILES = ("initramfs-init", "init-fast", "vmrunner-agent.service")
 # Layers applied on top of the guest files; left out of the digest while empty, so
 # adding them did not change the digest (and cache entry) of existing recipes.
 LAYER_FIELDS = ("files", "users", "units", "run")
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    """The Debian archive (for the suite and ``SUITE-updates``) and the security archive
+    (for ``SUITE-security``) that an image's apt sources name. Raises ``ConfigError``
+    naming the setting when one is not a URL that fits in an apt source line."""
+
+    debian: str = DEFAULT_MIRROR
+    security: str = DEFAULT_SECURITY_MIRROR
+
+    def __post_init__(self) -> None:
+        for setting, url in (("debian_mirror", self.debian),
+                             ("debian_security_mirror", self.security)):  # fmt: skip
+            if not _MIRROR_RE.match(url):
+                raise ConfigError(
+                    f"{setting} must be an http://, https://, ftp:// or file:// URL "
+                    f"without spaces, got {url!r}"
+                )
+
+
+def mirrors_from(settings: Settings) -> Mirrors:
+    """The mirrors set by ``settings`` (``debian_mirror``, ``debian_security_mirror``)."""
+    return Mirrors(settings.debian_mirror, settings.debian_security_mirror)
 
 
 @dataclass(frozen=True)
@@ -75,8 +109,8 @@ class Recipe:
     suite: str = "bookworm"
     packages: tuple[str, ...] = BASE_PACKAGES
     extra_packages: tuple[str, ...] = ()
-    mirror: str = "http://deb.debian.org/debian"
-    security_mirror: str = "http://deb.debian.org/debian-security"
+    mirror: str = DEFAULT_MIRROR
+    security_mirror: str = DEFAULT_SECURITY_MIRROR
     kernel_package: str = DEFAULT_KERNEL_PACKAGE
     size_gib: int = 8
     extra_sources: tuple[str, ...] = field(default=())
@@ -92,6 +126,10 @@ class Recipe:
             lines.append(f"deb {self.mirror} {self.suite}-updates main")
             lines.append(f"deb {self.security_mirror} {self.suite}-security main")
         return lines + list(self.extra_sources)
+
+    def with_mirrors(self, mirrors: Mirrors) -> Recipe:
+        """This recipe with its apt sources on ``mirrors`` (and so its own digest)."""
+        return replace(self, mirror=mirrors.debian, security_mirror=mirrors.security)
 
     def all_packages(self) -> list[str]:
         return sorted(set(self.packages) | set(self.extra_packages))
@@ -118,6 +156,14 @@ class Recipe:
 BUILTIN_RECIPES: dict[str, Recipe] = {
     "debian": Recipe(name="debian"),
 }
+
+
+def builtin_recipes(mirrors: Mirrors | None = None) -> dict[str, Recipe]:
+    """The built-in recipes with their apt sources on ``mirrors`` (default: Debian's own
+    archives, which gives exactly :data:`BUILTIN_RECIPES`). What ``ImageCache`` should be
+    given for the user's settings: ``builtin_recipes(mirrors_from(settings))``."""
+    mirrors = mirrors or Mirrors()
+    return {name: r.with_mirrors(mirrors) for name, r in BUILTIN_RECIPES.items()}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from vmrunner.learning.models import ALL_REPOS
 from vmrunner.learning.normalise import family, normalise
 from vmrunner.learning.results import Observation
 from vmrunner.learning.signature import Signature, signature
 
+# The repository key of the aggregates over every repository.
+ALL_REPOS = "*"
 MAX_COMMAND_CHARS = 8000
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|API_?KEY|PRIVATE|AUTH", re.I)
 

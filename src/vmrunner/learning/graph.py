@@ -18,7 +18,7 @@ import networkx as nx
 from sqlalchemy import Connection, select
 
 from vmrunner.learning import models
-from vmrunner.learning.models import ALL_REPOS
+from vmrunner.learning.batch import ALL_REPOS
 from vmrunner.learning.reader import short_id
 
 

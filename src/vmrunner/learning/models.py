@@ -43,7 +43,6 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
-ALL_REPOS = "*"
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 

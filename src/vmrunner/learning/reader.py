@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, false, func, select
 
 from vmrunner.learning import models
-from vmrunner.learning.models import ALL_REPOS
+from vmrunner.learning.batch import ALL_REPOS
 from vmrunner.learning.predict import LevelCounts
 from vmrunner.learning.results import Neighbour, SignatureRef
 

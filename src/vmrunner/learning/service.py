@@ -20,9 +20,8 @@ from typing import Any
 
 from vmrunner.config import Settings
 from vmrunner.learning import insights, reader, stats, writer
-from vmrunner.learning.batch import prepare
+from vmrunner.learning.batch import ALL_REPOS, prepare
 from vmrunner.learning.graph import ego_graph, load_graph, usual_sequence
-from vmrunner.learning.models import ALL_REPOS
 from vmrunner.learning.normalise import family, normalise
 from vmrunner.learning.predict import predict, prior_rate
 from vmrunner.learning.results import (

@@ -13,8 +13,8 @@ from collections import defaultdict
 from sqlalchemy import Connection, case, func, select, true
 
 from vmrunner.learning import models
+from vmrunner.learning.batch import ALL_REPOS
 from vmrunner.learning.flaky import FlakySummary, summarise_flaky, trend
-from vmrunner.learning.models import ALL_REPOS
 from vmrunner.learning.reader import short_id, totals
 from vmrunner.learning.results import (
     CommandCount,

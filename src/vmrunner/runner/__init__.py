@@ -6,7 +6,7 @@
 * :mod:`.steps`: running steps in a VM (scripts, env files, commands, composite actions,
   checkout); :mod:`.actions` finds actions; :mod:`.output` handles output (masked with
   :mod:`vmrunner.workflow.masking`); :mod:`.hashfiles` computes ``hashFiles``;
-  :mod:`.concurrency_store` shares concurrency groups between processes.
+  concurrency groups are shared between processes through :mod:`vmrunner.store.concurrency`.
 
-The service API is :mod:`vmrunner.runs`.
+The service API is :mod:`vmrunner.services.workflows`.
 """

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmrunner.errors import UserInputError
+from vmrunner.repopath import is_inside
 from vmrunner.workflow.loader import MappingNode, Node, Pos, SequenceNode, YamlError, load_file
 from vmrunner.workflow.model import Step, build_step
 
@@ -57,6 +58,12 @@ def locate(uses: str, repo_root: Path, actions_dirs: Sequence[Path]) -> Path:
         path = repo_root / uses[2:]
         if not path.is_dir():
             raise ActionError(f"The local action '{uses}' was not found: {path} is not a directory")
+        files = [path, path / "action.yml", path / "action.yaml"]
+        if not all(is_inside(p, repo_root) for p in files):  # a symlink or '..' leads out
+            raise ActionError(
+                f"The local action '{uses}' is outside the repository {repo_root}: vmrunner "
+                "reads actions of the repository only from inside it"
+            )
         return path
     name, _, ref = uses.partition("@")
     owner_repo = "/".join(name.split("/")[:2])

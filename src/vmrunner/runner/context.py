@@ -97,7 +97,10 @@ def export_commit(root: Path, ref: str, dest: Path) -> None:
         )
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(out)) as tar:
-        tar.extractall(dest, filter="tar")
+        if hasattr(tarfile, "tar_filter"):  # Python 3.11.4 and later
+            tar.extractall(dest, filter="tar")
+        else:  # Debian 12's 3.11.2: git archive writes no absolute or '..' names
+            tar.extractall(dest)
 
 
 BUNDLE_REF = "refs/heads/vmrunner-checkout"
@@ -161,6 +164,71 @@ def _dig(data: Mapping[str, Any], *keys: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+BASE_EVENTS = ("pull_request_target", "workflow_run")
+"""Events that run the base branch's workflow on the base branch's commit, with secrets: never
+the pull request's files (GitHub's rule; running the PR's workflow with secrets is the attack)."""
+
+
+def is_fork_pull_request(event: EventSpec) -> bool:
+    """GitHub's rule: a ``pull_request`` whose head repository is not the base repository
+    comes from a fork; its workflow gets no secrets (and no token that can write)."""
+    if event.name != "pull_request":
+        return False
+    data = event.payload
+    head = _dig(data, "pull_request", "head", "repo", "full_name")
+    base = _dig(data, "pull_request", "base", "repo", "full_name") or _dig(
+        data, "repository", "full_name"
+    )
+    return bool(head) and head != base
+
+
+def base_commit(root: Path, name: str, data: Mapping[str, Any]) -> tuple[str, str]:
+    """(branch, sha) whose workflow a :data:`BASE_EVENTS` event runs: the pull request's base
+    (``pull_request.base.sha``, else ``.ref``) or the default branch
+    (``repository.default_branch``, else ``main``), as a local or ``origin/`` branch. Raises
+    ``ConfigError`` when that commit is not in the repository at ``root``."""
+    default = _dig(data, "repository", "default_branch") or "main"
+    branch, sha = default, ""
+    if name == "pull_request_target":
+        branch = _dig(data, "pull_request", "base", "ref") or default
+        sha = _dig(data, "pull_request", "base", "sha")
+    for candidate in (sha, branch, f"origin/{branch}"):
+        if not candidate:
+            continue
+        status, out, _ = run_capture(
+            ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "--end-of-options",
+             f"{candidate}^{{commit}}"], timeout=30,
+        )  # fmt: skip
+        if status == 0:
+            return branch, out.decode().strip()
+    raise ConfigError(
+        f"{name} runs the workflow of the base branch '{branch}', which is not in {root} "
+        "(fetch it, or give the base in the event payload: --eventpath)"
+    )
+
+
+def base_workflow_files(root: Path, sha: str, files: list[Path], dest: Path) -> list[Path]:
+    """``files`` (under ``root``) as they are in commit ``sha``, exported under ``dest``;
+    a file the commit does not have is left out (the base branch has no such workflow)."""
+    export_commit(root, sha, dest)
+    out = []
+    for file in files:
+        try:
+            rel = file.resolve().relative_to(root.resolve())
+        except ValueError as exc:
+            raise ConfigError(f"{file} is not in the repository {root}") from exc
+        if (dest / rel).is_file() and not (dest / rel).is_symlink():
+            out.append(dest / rel)
+    return out
+
+
+def group_scope(git: GitInfo) -> str:
+    """What a concurrency group's name is scoped to, as on GitHub (groups are per
+    repository): the repository's ``owner/name``, or for one without a GitHub remote its
+    path, so that one repository can never queue behind or cancel another's runs."""
+    return str(git.root) if git.repository.startswith("local/") else git.repository
+
+
 def make_event(
     git: GitInfo, name: str, payload: Mapping[str, Any] | None, inputs: Mapping[str, str]
 ) -> EventSpec:
@@ -177,6 +245,10 @@ def make_event(
         ref = ref if ref.startswith("refs/pull/") else f"refs/pull/{number}/merge"
         base_ref = base_ref or "main"
         head_ref = head_ref or (git.branch or "")
+    if name in BASE_EVENTS:
+        branch, sha = base_commit(git.root, name, data)
+        ref = f"refs/heads/{branch}"
+        base_ref = branch if name == "pull_request_target" else base_ref
     if name == "push":
         data.setdefault("ref", ref)
         data.setdefault("after", sha)

@@ -10,24 +10,33 @@ gets the implicit ``success()`` over its ancestors; its ``strategy.matrix`` is e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vmrunner.errors import UserInputError, VmrunnerError
+from vmrunner.repopath import is_inside, repo_resolver
 from vmrunner.results import ErrorEntry, JobEntry, StepEntry
-from vmrunner.runner.concurrency_store import ConcurrencyStore, run_in_group
-from vmrunner.runner.context import RunInfo, default_env, github_context, runner_context
+from vmrunner.runner.context import (
+    RunInfo,
+    default_env,
+    github_context,
+    group_scope,
+    runner_context,
+)
 from vmrunner.runner.guest import MachineFactory
 from vmrunner.runner.output import Reporter
 from vmrunner.runner.steps import Frame, JobState, run_step
 from vmrunner.runner.values import env_value, flag_value, node_value, number_value, text_value
+from vmrunner.store.concurrency import ConcurrencyStore, run_in_group
 from vmrunner.vm.machine import ExecOptions
-from vmrunner.workflow.check import file_resolver, load_workflow
+from vmrunner.vm.records import new_record_dir
+from vmrunner.workflow.check import load_workflow
 from vmrunner.workflow.expressions import to_string
 from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.matrix import expand_matrix, job_display_name, strategy_context
@@ -59,8 +68,13 @@ class RunEnv:
     label_images: Mapping[str, str] = field(default_factory=dict)
     actions_dirs: Sequence[Path] = ()
     max_parallel: int | None = None
-    matrix_filter: Mapping[str, str] = field(default_factory=dict)
+    matrix_filter: Mapping[str, str | Collection[str]] = field(default_factory=dict)
+    """act's ``--matrix K:V``: a combination with key K runs only with one of the values."""
     job_filter: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    """act's ``--env``: over the workflow's and the job's ``env``."""
+    strict_platforms: bool = False
+    """A ``runs-on`` label with no image fails its job instead of skipping it."""
     entries: list[tuple[tuple[Any, ...], JobEntry]] = field(default_factory=list)
     errors: list[ErrorEntry] = field(default_factory=list)
     harness_failed: bool = False
@@ -74,20 +88,35 @@ class JobSummary:
     outputs: Mapping[str, str] = field(default_factory=dict)
 
 
+class NoImageError(UserInputError):
+    """A ``runs-on`` label that maps to no image (``macos-latest``, ``ubuntu-18.04``)."""
+
+
 def image_for(runs_on: Any, labels: Mapping[str, str]) -> str:
     """The image of a ``runs-on`` value (label, list, or ``{group, labels}``); raises
-    ``UserInputError`` for an unknown label."""
+    ``NoImageError`` for an unknown label."""
     if isinstance(runs_on, Mapping):
         runs_on = runs_on.get("labels") or []
     names = [runs_on] if isinstance(runs_on, str) else [to_string(x) for x in runs_on or []]
     table = {**DEFAULT_LABELS, **{k.lower(): v for k, v in labels.items()}}
     unknown = [n for n in names if n.lower() not in table]
     if unknown or not names:
-        raise UserInputError(
-            f"runs-on label '{(unknown or [''])[0]}' has no image: known labels are "
-            f"{', '.join(sorted(table))}; map more with label_images in the config file"
+        label = (unknown or [""])[0]
+        raise NoImageError(
+            f"runs-on label '{label}' maps to no image (known labels: {', '.join(sorted(table))}); "
+            f"map it with -P {label}=IMAGE or label_images in the config file"
         )
     return table[names[0].lower()]
+
+
+def matrix_selected(combo: Mapping[str, Any], wanted: Mapping[str, str | Collection[str]]) -> bool:
+    """act's ``--matrix`` selection: every key of ``combo`` that ``wanted`` names has one of
+    the wanted values (as strings); keys ``combo`` lacks are no constraint."""
+    for key, values in wanted.items():
+        allowed = {values} if isinstance(values, str) else set(values)
+        if key in combo and to_string(combo[key]) not in allowed:
+            return False
+    return True
 
 
 def aggregate(results: Sequence[str]) -> str:
@@ -169,7 +198,7 @@ class WorkflowExecution:
             "runner": runner_context(self.info.layout), "job": {"status": "success"},
             "steps": {}, "env": {},
         }  # fmt: skip
-        ctx["env"] = env_value(self.workflow.env, ctx)
+        ctx["env"] = {**env_value(self.workflow.env, ctx), **self.env.env}
         return ctx
 
     def _selected(self) -> list[Job]:
@@ -250,11 +279,7 @@ class WorkflowExecution:
             combos = expand_matrix(node_value(job.strategy.matrix, ctx) if job.strategy else None)
         except UserInputError as exc:
             return self._fail(job, job.display_name, f"job '{job.id}': {exc}")
-        combos = [
-            c
-            for c in combos
-            if all(to_string(c.get(k)) == v for k, v in self.env.matrix_filter.items())
-        ]
+        combos = [c for c in combos if matrix_selected(c, self.env.matrix_filter)]
         if not combos:
             self._record(job, job.display_name, {}, (0,), "skipped")
             return JobSummary("skipped")
@@ -334,7 +359,8 @@ class WorkflowExecution:
         store = self.env.store
         if job.concurrency is None or store is None:
             return await body()
-        group = f"job:{text_value(job.concurrency.group, ctx)}"
+        scope = group_scope(self.info.git)  # per repository, as on GitHub
+        group = f"job:{scope}:{text_value(job.concurrency.group, ctx)}"
         holder = f"{self.info.run_id}:{self.prefix}{job.id}:{order}"
         cip = flag_value(job.concurrency.cancel_in_progress, ctx)
         outcome = await run_in_group(store, group, holder, cip, body)
@@ -361,7 +387,10 @@ class WorkflowExecution:
             )
         path = self.env.run.git.root / ref[2:].split("@", 1)[0]
         try:
-            callee = load_workflow(path.read_text("utf-8"), str(path), resolver=file_resolver(path))
+            if not is_inside(path, self.env.run.git.root):  # a symlink or '..' leads out
+                raise UserInputError(f"{path} is outside the repository")
+            resolver = repo_resolver(path, self.env.run.git.root)
+            callee = load_workflow(path.read_text("utf-8"), str(path), resolver=resolver)
             inputs = self._call_inputs(job, callee, ctx)
         except (OSError, UserInputError) as exc:
             return self._fail(job, name, f"job '{job.id}' cannot call '{ref}': {exc}")
@@ -405,6 +434,15 @@ class WorkflowExecution:
         order: tuple[Any, ...],
     ) -> JobSummary:
         key = f"{self.prefix.replace('/', ' / ')}{name}"
+        try:
+            runs_on = node_value(job.runs_on, ctx)
+            image = image_for(runs_on, self.env.label_images)
+        except NoImageError as exc:
+            if self.env.strict_platforms:
+                return self._fail(job, name, f"job '{job.id}': {exc} (--strict-platforms)")
+            return self._skip_platform(job, name, combo, order, runs_on, str(exc))
+        except UserInputError as exc:
+            return self._fail(job, name, f"job '{job.id}': {exc}")
         if job.container is not None or job.services is not None:
             what = "container:" if job.container is not None else "services:"
             return self._fail(
@@ -413,8 +451,7 @@ class WorkflowExecution:
                 f"job '{job.id}' uses {what}: vmrunner runs each job directly in a VM, without Docker; remove {what} and install what the job needs in its steps",
             )
         try:
-            image = image_for(node_value(job.runs_on, ctx), self.env.label_images)
-            ctx["env"] = {**ctx["env"], **env_value(job.env, ctx)}
+            ctx["env"] = {**ctx["env"], **env_value(job.env, ctx), **self.env.env}
             minutes = number_value(job.timeout_minutes, ctx) or DEFAULT_JOB_MINUTES
             coe = flag_value(job.continue_on_error, ctx)
             defaults = job.defaults or self.workflow.defaults
@@ -423,8 +460,8 @@ class WorkflowExecution:
         except UserInputError as exc:
             return self._fail(job, name, f"job '{job.id}': {exc}")
         self.env.reporter.job_started(key)
-        host_work = self.env.run_dir / "work" / _slug(f"{self.prefix}{job.id}-{order}")
-        host_work.mkdir(parents=True, exist_ok=True)
+        # recorded (owner pid): gc removes it when a killed run leaves it behind
+        host_work = new_record_dir(self.env.run_dir / "work", _slug(f"{self.prefix}{job.id}")).path
         started = time.monotonic()
         state: JobState | None = None
         entries: list[StepEntry] = []
@@ -481,6 +518,18 @@ class WorkflowExecution:
             return JobSummary("success", outputs)
         return JobSummary(status, outputs)
 
+    def _skip_platform(
+        self, job: Job, name: str, combo: dict[str, Any], order: tuple[Any, ...], runs_on: Any,
+        reason: str,
+    ) -> JobSummary:  # fmt: skip
+        """Skip a job instance whose ``runs-on`` maps to no image, as act does."""
+        key = f"{self.prefix.replace('/', ' / ')}{name}"
+        self.env.reporter.message(f"{key}: skipped: {reason}")
+        labels = runs_on.get("labels") if isinstance(runs_on, Mapping) else runs_on
+        label = labels if isinstance(labels, str) else ",".join(map(to_string, labels or []))
+        self._record(job, name, combo, order, "skipped", runs_on=label, reason=reason)
+        return JobSummary("skipped")
+
     def _finish_job(
         self, job: Job, name: str, combo: dict[str, Any], order: tuple[Any, ...], status: str,
         entries: list[StepEntry], state: JobState | None, started: float, image: str,
@@ -491,12 +540,13 @@ class WorkflowExecution:
         )
         log_file.parent.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            log_file.write_text(self.env.masker.mask_text("\n".join(state.log)) + "\n")
+            state.log.save(log_file, state.masker)  # spooled on disk, masked per line
             self.env.errors.extend(state.errors)
-        masker = self.env.masker
+        masker = state.masker if state is not None else self.env.masker  # the job's masks
         self._record(
             job, name, combo, order, status, outputs={k: masker.mask_text(v) for k, v in outputs.items()},
-            steps=tuple(entries), duration_s=time.monotonic() - started, runs_on=None, image=image,
+            steps=tuple(_mask_step(masker, e) for e in entries),
+            duration_s=time.monotonic() - started, runs_on=None, image=image,
             summary="\n".join(state.summary) if state else "", log=str(log_file),
             env={k: masker.mask_text(to_string(v)) for k, v in (state.contexts.get("env") or {}).items()} if state else {},
         )  # fmt: skip
@@ -518,3 +568,15 @@ class WorkflowExecution:
             raise UserInputError(
                 f"cannot prepare the job's directories: {res.stderr.decode(errors='replace')}"
             )
+
+
+def _mask_step(masker: Masker, step: StepEntry) -> StepEntry:
+    """``step`` with every text the job's masks may appear in masked (its command is the
+    script as written, which can hold a value a step later masked)."""
+    return dataclasses.replace(
+        step, name=masker.mask_text(step.name), command=masker.mask_text(step.command),
+        log_tail=masker.mask_text(step.log_tail),
+        outputs={k: masker.mask_text(v) for k, v in step.outputs.items()},
+        annotations=tuple(dataclasses.replace(a, message=masker.mask_text(a.message))
+                          for a in step.annotations),
+    )  # fmt: skip

@@ -5,7 +5,9 @@ expressions are evaluated, :func:`collect_patterns` finds every ``hashFiles`` ca
 step (arguments evaluated against the step's contexts), :func:`compute_hashes` runs
 :data:`HASH_SCRIPT` once in the guest for the missing ones, and the results are served
 from a cache by :class:`HashCache` (a ``Functions.hash_files``). A call whose arguments
-could not be known ahead is an :class:`ExpressionError`, not a guess.
+could not be known ahead is an :class:`ExpressionError`, not a guess. The cache lives for
+one step only: ``run_step`` calls :meth:`HashCache.invalidate` once a step has run, since
+the step may have changed the workspace (the next step hashes it afresh, as GitHub does).
 
 The algorithm is the runner's: each pattern is a glob relative to ``GITHUB_WORKSPACE``
 (``*``, ``?``, ``[...]``, ``**``; a pattern matching a directory matches the files below
@@ -115,7 +117,9 @@ def collect_patterns(
 
 @dataclass
 class HashCache:
-    """The hashes computed so far for one job; ``lookup`` is a ``Functions.hash_files``."""
+    """The hashes computed for the step being run; ``lookup`` is a ``Functions.hash_files``.
+    Emptied by :meth:`invalidate` after every step, so no hash outlives the step it was
+    computed for."""
 
     hashes: dict[tuple[str, ...], str] = field(default_factory=dict)
 

@@ -11,6 +11,7 @@ the guest and are copied back and parsed after the step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shlex
 import time
 import uuid
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vmrunner.errors import UserInputError
+from vmrunner.errors import UnsafeArchiveError, UserInputError
+from vmrunner.guest.protocol import GuestOpError
 from vmrunner.results import Annotation, ErrorEntry, StepEntry
 from vmrunner.runner import actions
 from vmrunner.runner.context import BUNDLE_REF, GuestLayout, bundle_commit, export_commit
 from vmrunner.runner.guest import Guest, resolve_shell
 from vmrunner.runner.hashfiles import HashCache, collect_patterns
-from vmrunner.runner.output import OutputSink, Reporter
+from vmrunner.runner.output import JobLog, OutputSink, Reporter, unsecure_allowed
 from vmrunner.runner.values import (
     condition,
     env_value,
@@ -34,7 +36,7 @@ from vmrunner.runner.values import (
     number_value,
     text_value,
 )
-from vmrunner.vm.machine import ExecOptions
+from vmrunner.vm.machine import CommandResult, ExecOptions
 from vmrunner.workflow.envfiles import (
     add_paths,
     build_path,
@@ -48,6 +50,54 @@ from vmrunner.workflow.model import Step
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_ACTION_DEPTH = 10
+INTERNAL_TIMEOUT_S = 120.0
+"""How long a command vmrunner runs for a step (its preparation, mkdir) may take."""
+CHECKOUT_TIMEOUT_S = 1800.0
+INTERNAL_OUTPUT_LIMIT = 64 * 1024
+"""Bytes of stdout or stderr such a command may print before it is killed."""
+MAX_ENV_FILE_BYTES = 16 << 20
+"""Bytes of ``GITHUB_ENV``, ``GITHUB_OUTPUT`` or ``GITHUB_PATH`` a step may write."""
+MAX_SUMMARY_BYTES = 1 << 20
+"""Bytes of ``GITHUB_STEP_SUMMARY`` kept per step (GitHub's limit too)."""
+
+
+class StepSetupError(UserInputError):
+    """What vmrunner does in the guest around a step failed (the step fails with this)."""
+
+
+class _Capped:
+    """An output callback that keeps at most ``limit`` bytes and raises past them (which
+    kills the command: see ``GuestChannel.exec``)."""
+
+    def __init__(self, what: str, stream: str, limit: int = INTERNAL_OUTPUT_LIMIT) -> None:
+        self.what, self.stream, self.limit = what, stream, limit
+        self.data = bytearray()
+
+    def __call__(self, chunk: bytes) -> None:
+        if len(self.data) + len(chunk) > self.limit:
+            raise StepSetupError(
+                f"{self.what} printed more than {self.limit} bytes on {self.stream} and was "
+                "killed: a program it runs (/bin/sh, a core tool) may have been replaced in the VM"
+            )
+        self.data += chunk
+
+
+async def internal(
+    guest: Guest, what: str, argv: Sequence[str], stdin: bytes | None = None,
+    timeout: float = INTERNAL_TIMEOUT_S,
+) -> CommandResult:  # fmt: skip
+    """Run a command vmrunner needs in the guest, under a timeout and output caps; raises
+    :class:`StepSetupError` (naming ``what``) when it times out or prints too much."""
+    out, err = _Capped(what, "stdout"), _Capped(what, "stderr")
+    opts = ExecOptions(stdin=stdin, timeout=timeout, on_stdout=out, on_stderr=err)
+    res = await guest.execute(argv, opts)
+    if res.timed_out:
+        raise StepSetupError(
+            f"{what} did not finish within {timeout:g} s and was killed: a program it runs "
+            "(/bin/sh, a core tool) may have been replaced or broken in the VM"
+        )
+    return dataclasses.replace(res, stdout=bytes(out.data), stderr=bytes(err.data))
+
 
 # Prepares one run step: its env-file directory, its script (from stdin); then says
 # where the shell is and whether the working directory exists.
@@ -93,12 +143,17 @@ class JobState:
     path_prepend: tuple[str, ...] = ()
     status: JobStatus = "success"
     timed_out: bool = False
-    log: list[str] = field(default_factory=list)
+    log: JobLog = field(init=False)
     errors: list[ErrorEntry] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
     counter: int = 0
     copied_actions: dict[str, str] = field(default_factory=dict)
     hashes: HashCache = field(default_factory=HashCache)
+
+    def __post_init__(self) -> None:
+        # the masks a step adds (add-mask) belong to this job only
+        self.masker = self.masker.child()
+        self.log = JobLog(self.host_work)  # spooled to disk, not kept in memory
 
     @property
     def workspace(self) -> str:
@@ -198,14 +253,19 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
     try:
         step_env = env_value(step.env, ctx, fx)
         ctx["env"] = {**env, **step_env}
+        sink.parser.allow_unsecure_commands = unsecure_allowed(ctx["env"])
         coe = flag_value(step.continue_on_error, ctx, functions=fx)
         minutes = number_value(step.timeout_minutes, ctx, fx)
         body = run_script if step.uses is None else run_uses
         result = await body(state, frame, step, ctx, step_env, sink, minutes, step_id)
+        state.file_env.update(sink.set_env)
+        state.path_prepend = add_paths(state.path_prepend, sink.add_path)
     except UserInputError as exc:
         sink.note(f"##[error]{exc}")
         state.errors.append(ErrorEntry("step", state.masker.mask_text(str(exc)), state.key, name))
         result = StepRun(ok=False)
+    finally:
+        state.hashes.invalidate()  # the step may have changed the workspace
     entry = _finish(state, frame, step_id, name, result, coe, sink, time.monotonic() - started)
     return replace(entry, command=_command_text(step))
 
@@ -291,11 +351,15 @@ async def run_script(
     fdir = f"{state.layout.temp}/_runner_file_commands/{n}"
     script_path = f"{state.layout.temp}/{uuid.uuid4()}{shell.extension}"
     script = text_value(step.run, ctx, functions=fx)
-    prep = await state.guest.execute(
-        ["sh", "-c", _PREP, "sh", fdir, script_path, shell.argv[0], wd],
-        ExecOptions(stdin=script.encode()),
-    )
-    facts = dict(line.partition("=")[::2] for line in prep.stdout.decode().splitlines())
+    prep = await internal(
+        state.guest, "the step's preparation (sh -c)",
+        ["sh", "-c", _PREP, "sh", fdir, script_path, shell.argv[0], wd], script.encode(),
+    )  # fmt: skip
+    if not prep.ok:
+        detail = prep.stderr.decode("utf-8", "replace").strip()[-500:]
+        raise StepSetupError(f"the step's preparation (sh -c) failed ({prep.status}): {detail}")
+    lines = prep.stdout.decode("utf-8", "replace").splitlines()
+    facts = dict(line.partition("=")[::2] for line in lines)
     argv = shell.command(script_path)
     if not facts.get("shell"):
         if shell.name == "python" and facts.get("python3"):
@@ -343,16 +407,16 @@ async def _read_files(
 ) -> dict[str, str] | None:
     """Apply the step's environment files; its outputs, or None when one is invalid."""
     host = state.host_work / f"files-{n}"
-    await state.guest.copy_out(fdir, host)
-    text = {
-        name: (host / name).read_text("utf-8", "replace")
-        for name in ("env", "output", "path", "summary")
-    }
     try:
+        await state.guest.copy_out(fdir, host)
+        text = {name: _read_file(host, name, sink) for name in ("env", "output", "path", "summary")}
         env = parse_env_file(text["env"])
         outputs = parse_output_file(text["output"]).as_dict()
     except UserInputError as exc:
         sink.note(f"##[error]{exc}")
+        return None
+    except (GuestOpError, UnsafeArchiveError) as exc:
+        sink.note(f"##[error]cannot read the step's environment files: {exc}")
         return None
     for issue in env.issues:
         sink.note(f"##[warning]{issue}")
@@ -361,6 +425,30 @@ async def _read_files(
     if text["summary"].strip():
         state.summary.append(state.masker.mask_text(text["summary"]))
     return outputs
+
+
+_FILE_VARS = {"env": "GITHUB_ENV", "output": "GITHUB_OUTPUT", "path": "GITHUB_PATH",
+              "summary": "GITHUB_STEP_SUMMARY"}  # fmt: skip
+
+
+def _read_file(host: Path, name: str, sink: OutputSink) -> str:
+    """One environment file as copied out: "" when the step removed it, an error when
+    it is not a regular file or too big (a summary over its limit is dropped, warned)."""
+    path, var = host / name, _FILE_VARS[name]
+    if not path.exists() and not path.is_symlink():
+        sink.note(f"##[warning]the step removed {var}; nothing was read from it")
+        return ""
+    if path.is_symlink() or not path.is_file():
+        raise StepSetupError(f"{var} ({name}) was replaced by something that is not a file")
+    size = path.stat().st_size
+    limit = MAX_SUMMARY_BYTES if name == "summary" else MAX_ENV_FILE_BYTES
+    if size > limit and name == "summary":
+        sink.note(f"##[warning]{var} is {size} bytes, more than {limit}: it is not kept")
+        return ""
+    if size > limit:
+        raise StepSetupError(f"{var} is {size} bytes, more than the limit of {limit}")
+    with path.open("rb") as f:
+        return f.read(limit).decode("utf-8", "replace")
 
 
 async def run_uses(
@@ -406,10 +494,12 @@ async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) 
     if not with_.get("ref") and str(github.get("ref", "")).startswith("refs/heads/"):
         branch = str(github["ref"]).removeprefix("refs/heads/")
     bundle_dir = f"{state.layout.temp}/_checkout/{n}"
-    await state.guest.execute(["mkdir", "-p", f"{state.layout.temp}/_checkout"])
+    await internal(
+        state.guest, "mkdir for the checkout", ["mkdir", "-p", f"{state.layout.temp}/_checkout"]
+    )
     await state.guest.copy_in(export / "bundle", bundle_dir)
     argv = ["sh", "-c", _CHECKOUT, "sh", dest, f"{bundle_dir}/repo.bundle", BUNDLE_REF, sha, branch]
-    res = await state.guest.execute(argv)
+    res = await internal(state.guest, "the checkout (sh -c, git)", argv, timeout=CHECKOUT_TIMEOUT_S)
     if res.status == _NO_GIT:
         await asyncio.to_thread(export_commit, state.repo_root, sha, export / "tree")
         await state.guest.copy_in(export / "tree", dest)
@@ -429,7 +519,7 @@ async def run_composite(
     guest_dir = state.copied_actions.get(str(action.host_dir))
     if guest_dir is None:
         guest_dir = f"{state.layout.actions}/{len(state.copied_actions) + 1}"
-        await state.guest.execute(["mkdir", "-p", state.layout.actions])
+        await internal(state.guest, "mkdir for the action", ["mkdir", "-p", state.layout.actions])
         await state.guest.copy_in(action.host_dir, guest_dir)
         state.copied_actions[str(action.host_dir)] = guest_dir
     inputs: dict[str, Any] = dict(with_)

@@ -12,7 +12,8 @@
 * ``nix_build`` runs it through ``procs.stream_tool``.
 * ``nixos_build_and_install``: the build and install phases. The boot phase then
   starts the output's ``bin/run-HOST-vm`` as a ``vm.nixos.NixosVmMachine`` and the
-  boot and runtime phases are the same as for Debian.
+  boot and runtime phases are the same as for Debian. They work on any
+  :class:`NixosRun` (``systest.runner.Systest`` is one, and imports this module).
 """
 
 from __future__ import annotations
@@ -26,21 +27,22 @@ import re
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from vmrunner.config import Settings
 from vmrunner.errors import VmStartError
-from vmrunner.images.cache import Image
+from vmrunner.images.manifest import Image
 from vmrunner.procs import stream_tool
 from vmrunner.systest import taxonomy as tx
 from vmrunner.systest.artifacts import BUILD_LOG
 from vmrunner.systest.phases import PhaseFailed, run_phase
-from vmrunner.systest.result import SystestError
+from vmrunner.systest.result import SystestError, SystestResult
+from vmrunner.vm.machine import MachineSpec
 from vmrunner.vm.nixos import NixosVmMachine, find_run_script
-
-if TYPE_CHECKING:
-    from vmrunner.systest.runner import Systest
+from vmrunner.vm.qemu import QemuMachine
 
 FAIL_FAST_OPTIONS = (
     ("download-attempts", "1"),
@@ -257,7 +259,39 @@ async def nix_build(
     return NixBuild(None, reader.classify(), tx.tail(text), text)
 
 
-async def nixos_build_and_install(run: Systest) -> None:
+class NixosRequest(Protocol):
+    """The parts of a systest request the NixOS phases read."""
+
+    @property
+    def config(self) -> str: ...  # the flake
+    @property
+    def host(self) -> str | None: ...  # its ``nixosConfigurations`` entry
+
+
+class NixosRun(Protocol):
+    """What the NixOS build and install phases read and set on a run.
+
+    They read the request, the settings, the run's temporary directory and progress
+    callback, fill in ``result``, and set ``image`` and ``make_machine`` for the boot phase.
+    """
+
+    image: Image | None
+    make_machine: Callable[[MachineSpec], QemuMachine]
+
+    @property
+    def req(self) -> NixosRequest: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tmp(self) -> Path | None: ...
+    @property
+    def result(self) -> SystestResult: ...
+    @property
+    def progress(self) -> Callable[[str], None]: ...
+    def artifact(self, name: str) -> Path | None: ...
+
+
+async def nixos_build_and_install(run: NixosRun) -> None:
     """The build phase (``nix build`` of the VM with the agent module) and the install
     phase (the run script checked; its disk goes to the VM's directory when it starts).
     Then the boot phase starts the run script as a ``NixosVmMachine``."""

@@ -42,6 +42,8 @@ async def run_phase(result: SystestResult, name: str, body: Callable[[], Awaitab
     ph = result.phase(name)
     ph.started_at = time.time()
     ph.status = "failed"
+    if result.on_phase is not None:
+        result.on_phase(ph)  # started (finished_at is None)
     try:
         ph.log_tail = await body()
         ph.status = "passed"
@@ -53,6 +55,8 @@ async def run_phase(result: SystestResult, name: str, body: Callable[[], Awaitab
         return False
     finally:
         ph.finished_at = time.time()
+        if result.on_phase is not None:
+            result.on_phase(ph)
 
 
 def read_console(machine: Machine) -> str:
@@ -64,9 +68,19 @@ def read_console(machine: Machine) -> str:
 
 
 async def _query(machine: Machine, script: str) -> str:
+    """Best effort (for diagnostics after a failed boot): a broken channel reads as ""."""
+    try:
+        return await _ask(machine, script)
+    except VmError:
+        return ""
+
+
+async def _ask(machine: Machine, script: str) -> str:
+    """The output of ``script`` for a runtime check. A broken guest channel is a harness
+    failure and propagates (``VmError``): it is never a failed check."""
     try:
         res = await machine.run(script, timeout=QUERY_TIMEOUT_S)
-    except (VmError, TimeoutError):
+    except TimeoutError:
         return ""
     return res.stdout.decode("utf-8", "replace")
 
@@ -148,7 +162,7 @@ class Outcome:
 async def _check(machine: Machine, check: Check) -> tuple[str, Outcome]:
     """(expected, outcome) for one check."""
     if check.kind == "unit_active":
-        out = (await _query(machine, f"systemctl is-active {check.arg!r}")).strip()
+        out = (await _ask(machine, f"systemctl is-active {check.arg!r}")).strip()
         return "active", Outcome(out == "active", out or "unknown")
     if check.kind == "port_open":
         script = (
@@ -156,7 +170,7 @@ async def _check(machine: Machine, check: Check) -> tuple[str, Outcome]:
             f'try: socket.create_connection(("127.0.0.1", {int(check.arg)}), 3); print("open")\n'
             'except OSError as e: print("closed: %s" % e)\''
         )
-        out = (await _query(machine, script)).strip()
+        out = (await _ask(machine, script)).strip()
         return "open", Outcome(out == "open", out)
     if check.kind == "command":
         res = await machine.run(check.arg, timeout=60.0)
@@ -169,7 +183,7 @@ async def _check(machine: Machine, check: Check) -> tuple[str, Outcome]:
         content = res.stdout.decode("utf-8", "replace")
         actual = tx.tail(content, 10) if res.ok else res.stderr.decode("utf-8", "replace").strip()
         return f"contains {check.text!r}", Outcome(res.ok and check.text in content, actual)
-    journal = await _query(machine, "journalctl -b --no-pager -o short-monotonic")
+    journal = await _ask(machine, "journalctl -b --no-pager -o short-monotonic")
     hits = tx.journal_matches(journal, check.arg)
     return f"no journal line matches /{check.arg}/", Outcome(
         not hits, "\n".join(hits[:10]) or "no match"
@@ -180,13 +194,13 @@ async def runtime(machine: Machine, checks: tuple[Check, ...]) -> str:
     """Failed units (each a ``service_failed``), then every check (each failure a ``check_failed``)."""
     errors: list[SystestError] = []
     failed = tx.list_units_names(
-        await _query(machine, "systemctl list-units --no-legend --plain --failed")
+        await _ask(machine, "systemctl list-units --no-legend --plain --failed")
     )
     for unit in failed:
         show = tx.parse_show(
-            await _query(machine, f"systemctl show -p Result,ExecMainStatus,ExecMainCode {unit!r}")
+            await _ask(machine, f"systemctl show -p Result,ExecMainStatus,ExecMainCode {unit!r}")
         )
-        journal = await _query(
+        journal = await _ask(
             machine, f"journalctl -b -u {unit!r} --no-pager -n 30 -o short-monotonic"
         )
         errors.append(tx.service_failed(unit, show, journal))

@@ -35,7 +35,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from vmrunner.errors import UserInputError
-from vmrunner.images.recipe import FileSpec, Recipe, UnitSpec, UserSpec
+from vmrunner.images.recipe import FileSpec, Mirrors, Recipe, UnitSpec, UserSpec
 
 NAME_RE = r"^[a-z0-9][a-z0-9-]{0,62}$"
 UNIT_RE = r"^[A-Za-z0-9:_.@-]+\.(service|socket|target|timer|path|mount|slice)$"
@@ -288,9 +288,13 @@ def _users(items: list[Any]) -> tuple[UserSpec, ...]:
     return tuple(out)
 
 
-def to_recipe(root: Any, filename: str) -> SystestRecipe:
-    """Convert a validated tree into the image recipe (named ``systest-NAME``) and checks."""
+def to_recipe(root: Any, filename: str, mirrors: Mirrors | None = None) -> SystestRecipe:
+    """Convert a validated tree into the image recipe (named ``systest-NAME``, its apt
+    sources on ``mirrors``, default Debian's own archives) and checks."""
+    mirrors = mirrors or Mirrors()
     image = Recipe(
+        mirror=mirrors.debian,
+        security_mirror=mirrors.security,
         name=f"systest-{root['name']}",
         suite=str(root.get("suite", "bookworm")),
         extra_packages=tuple(str(p) for p in root.get("packages") or ()),
@@ -319,13 +323,16 @@ def to_recipe(root: Any, filename: str) -> SystestRecipe:
     return SystestRecipe(image=image, checks=_checks(root, filename), filename=filename)
 
 
-def load_text(text: str, filename: str = "<recipe>") -> SystestRecipe:
-    """Parse, validate and convert recipe ``text``; raise ``RecipeInvalidError``."""
+def load_text(
+    text: str, filename: str = "<recipe>", mirrors: Mirrors | None = None
+) -> SystestRecipe:
+    """Parse, validate and convert recipe ``text`` (apt sources on ``mirrors``, see
+    :func:`to_recipe`); raise ``RecipeInvalidError``."""
     root = _parse(text, filename)
     if not isinstance(root, CommentedMap):
         raise RecipeInvalidError(filename, [Problem(1, 1, "a recipe must be a YAML mapping")])
     validate(root, filename)
-    return to_recipe(root, filename)
+    return to_recipe(root, filename, mirrors)
 
 
 def _read(path: Path) -> str:
@@ -337,9 +344,9 @@ def _read(path: Path) -> str:
         ) from exc
 
 
-def load_file(path: Path) -> SystestRecipe:
-    """Read and load the recipe at ``path``."""
-    return load_text(_read(path), str(path))
+def load_file(path: Path, mirrors: Mirrors | None = None) -> SystestRecipe:
+    """Read and load the recipe at ``path`` (apt sources on ``mirrors``)."""
+    return load_text(_read(path), str(path), mirrors)
 
 
 CHECKS_SCHEMA: dict[str, Any] = {

@@ -29,10 +29,12 @@ from vmrunner.errors import (
     VmStartError,
 )
 from vmrunner.images.cache import Image, ImageCache
+from vmrunner.images.recipe import mirrors_from
 from vmrunner.procs import require_tool
-from vmrunner.runner.concurrency_store import ConcurrencyStore, run_in_group
+from vmrunner.store.concurrency import ConcurrencyStore, run_in_group
 from vmrunner.systest import taxonomy as tx
 from vmrunner.systest.artifacts import BUILD_LOG, CONSOLE, keep_final
+from vmrunner.systest.nix import nixos_build_and_install
 from vmrunner.systest.phases import PhaseFailed, read_console, run_phase, runtime, wait_for_boot
 from vmrunner.systest.recipe import (
     Check,
@@ -66,7 +68,7 @@ class SystestRequest:
     flavor: str = "debian"
     host: str | None = None
     boot_timeout: float = 300.0
-    accel: str = "auto"
+    accel: str = ""  # "" means the settings' accel (the service layer fills it in)
     keep_artifacts: Path | None = None
     cpus: int = 2
     memory_mib: int = 1024
@@ -82,12 +84,16 @@ def _noop(_msg: str) -> None:
 class Systest:
     """One run: holds the request, the result being filled in, and what phases hand on."""
 
-    def __init__(self, settings: Settings, req: SystestRequest, progress: Progress) -> None:
+    def __init__(
+        self, settings: Settings, req: SystestRequest, progress: Progress, *,
+        run_id: str | None = None, groups: ConcurrencyStore | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.req = req
         self.progress = progress
-        self.result = SystestResult(id=uuid.uuid4().hex[:12], config=req.config, flavor=req.flavor,
-                                    started_at=time.time())  # fmt: skip
+        self.groups = groups
+        self.result = SystestResult(id=run_id or uuid.uuid4().hex[:12], config=req.config,
+                                    flavor=req.flavor, started_at=time.time())  # fmt: skip
         self.accel = Accel.TCG
         self.recipe: SystestRecipe | None = None
         self.checks: tuple[Check, ...] = ()
@@ -127,7 +133,7 @@ class Systest:
                                        f"a system test needs {MIN_FREE_BYTES >> 20} MiB"))  # fmt: skip
         try:
             if self.req.flavor == "debian":
-                self.recipe = load_file(Path(self.req.config))
+                self.recipe = load_file(Path(self.req.config), mirrors_from(self.settings))
                 self.checks = self.recipe.checks
                 lines.append(f"recipe: {self.recipe.image.name}, {len(self.recipe.checks)} checks")
             if self.req.checks is not None:
@@ -217,9 +223,13 @@ class Systest:
         assert self.image is not None
         spec = MachineSpec(image=self.image, accel=self.accel, cpus=self.req.cpus, memory_mib=self.req.memory_mib,
                            boot_mode=BootMode.SYSTEMD, boot_timeout=self.req.boot_timeout,
-                           name=f"systest-{self.result.id}")  # fmt: skip
+                           name=f"systest-{self.result.id}",
+                           network_allow=self.settings.network_allow)  # fmt: skip
         deadline = time.monotonic() + self.req.boot_timeout
         machine = self.make_machine(spec)
+        from vmrunner.services.machines import vm_slots
+
+        machine.slots = vm_slots(self.settings)  # the host's running-VM limit
         self.progress(
             f"booting {self.image.name} with systemd ({self.accel.value}), deadline {self.req.boot_timeout:.0f} s"
         )
@@ -279,13 +289,13 @@ class Systest:
 
     # -- the whole run ------------------------------------------------------------------------
     async def run(self) -> SystestResult:
-        from vmrunner.service import gc
+        from vmrunner.services.machines import gc
 
         self.settings.ensure_dirs()
         (self.settings.state_dir / "tmp").mkdir(exist_ok=True)
         await asyncio.to_thread(gc, self.settings)
         try:
-            if self.req.concurrency is None:
+            if self.req.concurrency is None or self.groups is None:
                 await self._in_stack()
             else:
                 await self._in_group(self.req.concurrency)
@@ -312,9 +322,9 @@ class Systest:
         """The run inside concurrency group ``group``, shared by every vmrunner process of
         this state directory (as GitHub's ``concurrency``): one runs, one waits; a newer
         run replaces the waiting one, and with cancel-in-progress cancels the running one."""
-        store = ConcurrencyStore(self.settings.state_dir / "concurrency")
+        assert self.groups is not None
         outcome = await run_in_group(
-            store, f"systest:{group}", self.result.id, self.req.cancel_in_progress, self._in_stack,
+            self.groups, f"systest:{group}", self.result.id, self.req.cancel_in_progress, self._in_stack,
             on_pending=lambda: self.progress(f"waiting for the running systest in group {group!r}"),
         )  # fmt: skip
         if outcome.cancelled == "pending":
@@ -331,8 +341,8 @@ class Systest:
         """Record each phase that ran as an observation; a failed result gets its hints."""
         from datetime import UTC, datetime
 
-        from vmrunner import learn_service
         from vmrunner.learning import Observation
+        from vmrunner.services import learning as learn_service
 
         r = self.result
         subject = Path(self.req.config).name
@@ -366,8 +376,6 @@ class Systest:
         if self.req.flavor == "debian":
             await self.debian_build_and_install()
         else:
-            from vmrunner.systest.nix import nixos_build_and_install
-
             await nixos_build_and_install(self)
         if self.result.phase("install").status != "passed":
             return
@@ -410,15 +418,3 @@ def _const(text: str) -> Callable[[], asyncio.Future[str]]:
         return fut
 
     return body
-
-
-async def run_systest(
-    settings: Settings, req: SystestRequest, progress: Progress = _noop
-) -> SystestResult:
-    """Run one system test and return its result.
-
-    The system under test failing is a result (``status`` failure or timeout);
-    harness failures are recorded as ``harness_error`` (status error). Raises only
-    ``CancelledError`` (after cleanup, with the result marked cancelled).
-    """
-    return await Systest(settings, req, progress).run()

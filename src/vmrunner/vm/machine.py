@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from vmrunner.errors import VmError, VmStateError
 from vmrunner.images.cache import Image
+from vmrunner.vm.slots import VmSlots
 
 
 class Accel(enum.StrEnum):
@@ -56,6 +58,9 @@ class MachineSpec:
     boot_timeout: float = 120.0
     kernel_args: tuple[str, ...] = ()
     name: str = "vm"
+    # networks a --network user guest may reach although private or link-local (settings'
+    # ``network_allow``); not part of the machine's shape (QEMU's argv, snapshots)
+    network_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ class Machine(abc.ABC):
         self.spec = spec
         self._state = State.IDLE
         self.timings: dict[str, float] = {}
+        # the host's running-VM limit: when set, launch waits for a slot, held until stopped
+        self.slots: VmSlots | None = None
+        self._slot: IO[bytes] | None = None
 
     @property
     def state(self) -> State:
@@ -151,6 +159,9 @@ class Machine(abc.ABC):
         self._set(State.LAUNCHING)
         started = time.monotonic()
         try:
+            if self.slots is not None:
+                self._slot = await self.slots.acquire()
+                self.timings["slot_wait_s"] = time.monotonic() - started
             await self._launch()
         except BaseException:
             await asyncio.shield(self._cleanup_after_failure())
@@ -160,8 +171,16 @@ class Machine(abc.ABC):
 
     async def _cleanup_after_failure(self) -> None:
         self._set(State.STOPPING)
-        await self._hard_shutdown()
+        try:
+            await self._hard_shutdown()
+        finally:
+            self._release_slot()
         self._set(State.STOPPED)
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     async def execute(self, argv: Sequence[str], opts: ExecOptions | None = None) -> CommandResult:
         """Run ``argv`` in the guest and return its result (a failing command is not an error)."""
@@ -215,14 +234,17 @@ class Machine(abc.ABC):
         if self._state in (State.STOPPED, State.IDLE):
             self._set(State.STOPPED)
             return
-        if self._state is State.RUNNING and graceful:
-            self._set(State.STOPPING)
-            try:
-                await self._soft_shutdown(soft_timeout)
-            finally:
+        try:
+            if self._state is State.RUNNING and graceful:
+                self._set(State.STOPPING)
+                try:
+                    await self._soft_shutdown(soft_timeout)
+                finally:
+                    await asyncio.shield(self._hard_shutdown())
+            else:
                 await asyncio.shield(self._hard_shutdown())
-        else:
-            await asyncio.shield(self._hard_shutdown())
+        finally:
+            self._release_slot()
         self._set(State.STOPPED)
 
     async def __aenter__(self) -> Machine:

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vmrunner.errors import VmStartError
+from vmrunner.procs import vmm_env
 from vmrunner.vm.machine import Accel, MachineSpec, Network
 from vmrunner.vm.qemu import AGENT_PORT_NAME, QemuMachine
 
@@ -103,7 +104,7 @@ class NixosVmMachine(QemuMachine):
     def _command(self, qemu: str, sockdir: Path) -> tuple[list[str], dict[str, str] | None]:
         (self.vmdir / "tmp").mkdir(exist_ok=True)
         return [str(self.run_script)], run_script_env(
-            self.vmdir, sockdir, self.spec.accel, os.environ
+            self.vmdir, sockdir, self.spec.accel, vmm_env()
         )
 
     def _create_disk(self, qemu_img: str) -> None:

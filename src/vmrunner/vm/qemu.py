@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,15 @@ from qemu.qmp import QMPClient, QMPError
 
 from vmrunner.errors import ChannelError, VmStartError
 from vmrunner.guest.channel import GuestChannel
-from vmrunner.procs import kill_group, proc_start_ticks, require_tool, run_tool, spawn_vmm, tail
+from vmrunner.procs import (
+    group_members,
+    proc_start_ticks,
+    require_tool,
+    run_tool,
+    spawn_vmm,
+    tail,
+    vmm_env,
+)
 from vmrunner.vm import netns, snapshot
 from vmrunner.vm.machine import (
     Accel,
@@ -37,10 +46,16 @@ from vmrunner.vm.machine import (
     Network,
 )
 from vmrunner.vm.records import VmRecord, new_record_dir, reap_record, socket_dir
+from vmrunner.vm.sandbox import sandbox_args
 
 log = logging.getLogger(__name__)
 
 AGENT_PORT_NAME = "org.vmrunner.agent"
+# Ending QEMU's process group: SIGTERM, this long for it to go, then SIGKILL and at most
+# this long more; polled every KILL_POLL_S without blocking the event loop.
+KILL_GRACE_S = 1.0
+KILL_WAIT_S = 5.0
+KILL_POLL_S = 0.02
 TCG_CPU = "Nehalem"  # x86-64-v2; see qemu_argv
 # Kernel arguments that shorten a boot under emulation without changing behaviour.
 FAST_KERNEL_ARGS = (
@@ -91,7 +106,7 @@ def qemu_argv(
         "-append", " ".join(args),
         "-drive", f"file={vmdir / 'overlay.qcow2'},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
         "-device", "virtio-blk-pci,drive=root",
-        "-chardev", f"file,id=console,path={vmdir / 'console.log'}",
+        "-chardev", f"file,id=console,path={vmdir / 'console.log'},append=on",
         "-serial", "chardev:console",
         "-chardev", f"socket,id=qmp,path={sockdir / 'qmp.sock'}",
         "-mon", "chardev=qmp,mode=control",
@@ -103,6 +118,64 @@ def qemu_argv(
     if spec.network is Network.USER:
         argv += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
     return argv
+
+
+async def end_process_group(
+    pgid: int, grace: float = KILL_GRACE_S, hard_wait: float = KILL_WAIT_S
+) -> bool:
+    """End process group ``pgid`` without blocking the event loop: SIGTERM, wait up to
+    ``grace`` s for its processes to go, then SIGKILL and wait up to ``hard_wait`` s more
+    (polling with ``asyncio.sleep``, so the loop keeps serving other tasks). Idempotent: a
+    group that is already gone is fine. Returns True once no live process of the group is
+    left, False if some still are when the bounded wait ends (it never waits longer)."""
+    if await _signal_and_wait(pgid, signal.SIGTERM, grace):
+        return True
+    return await _signal_and_wait(pgid, signal.SIGKILL, hard_wait)
+
+
+async def _signal_and_wait(pgid: int, sig: signal.Signals, within: float) -> bool:
+    """Send ``sig`` to group ``pgid``; True once the group has no live process (within ``within`` s)."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + within
+    while group_members(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(KILL_POLL_S)
+    return True
+
+
+CONSOLE_CAP = 8 << 20
+"""Bytes the console log may reach before it is cut back to its last CONSOLE_KEEP."""
+CONSOLE_KEEP = 256 << 10
+CONSOLE_POLL_S = 0.5
+
+
+def cap_file(path: Path, cap: int = CONSOLE_CAP, keep: int = CONSOLE_KEEP) -> bool:
+    """If ``path`` (written by another process in append mode) is over ``cap`` bytes, cut
+    it back to its last ``keep`` bytes after a line saying so. True when it was cut.
+    Bytes appended while it is being cut may be lost (the guest is flooding it)."""
+    try:
+        if path.stat().st_size <= cap:
+            return False
+        with path.open("r+b") as f:
+            f.seek(-keep, os.SEEK_END)
+            last = f.read(keep)
+            f.seek(0)
+            f.truncate()
+            f.write(b"[vmrunner: the console log passed %d bytes and was cut]\n" % cap + last)
+    except OSError:
+        return False
+    return True
+
+
+async def watch_console(path: Path, cap: int = CONSOLE_CAP, keep: int = CONSOLE_KEEP) -> None:
+    """Keep ``path`` under about ``cap`` bytes until cancelled (see :func:`cap_file`)."""
+    while True:
+        await asyncio.sleep(CONSOLE_POLL_S)
+        cap_file(path, cap, keep)
 
 
 def read_tail(path: Path, lines: int = 40) -> str:
@@ -132,6 +205,7 @@ class QemuMachine(Machine):
         self.channel: GuestChannel | None = None
         self.argv: list[str] = []
         self._agent_server: asyncio.Server | None = None
+        self._console_watch: asyncio.Task[None] | None = None
 
     @property
     def vmdir(self) -> Path:
@@ -195,8 +269,9 @@ class QemuMachine(Machine):
         )
         argv = self.argv
         if self.spec.network is Network.USER:
-            argv = netns.wrap(argv, self.record)
+            argv = netns.wrap(argv, self.record, self.spec.network_allow)
         self.proc = await spawn_vmm(argv, log=vmdir / "qemu.log", env=env)
+        self._console_watch = asyncio.create_task(watch_console(self.console_log))
         self.record.vmm_pid = self.proc.pid
         self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
         self.record.save()
@@ -210,8 +285,14 @@ class QemuMachine(Machine):
         )
 
     def _command(self, qemu: str, sockdir: Path) -> tuple[list[str], dict[str, str] | None]:
-        """The VMM's argv and environment (None: vmrunner's own)."""
-        return qemu_argv(self.spec, self.vmdir, qemu, sockdir), None
+        """The VMM's argv (sandboxed) and scrubbed environment. A VM that saves or restores
+        a snapshot migrates through ``exec:cat``, so it may spawn. QEMU never drops to
+        another user (``-runas``): the kernel clears a process's parent-death signal when
+        its credentials change, and QEMU must die with vmrunner even after ``kill -9``."""
+        snapshots = self.snapshots_dir is not None
+        argv = qemu_argv(self.spec, self.vmdir, qemu, sockdir)
+        argv += sandbox_args(spawn=snapshots, run_as=None)
+        return argv, vmm_env()
 
     def _create_disk(self, qemu_img: str) -> None:
         """The VM's writable disk: a qcow2 overlay on the image's raw root disk."""
@@ -322,19 +403,15 @@ class QemuMachine(Machine):
 
     async def _execute(self, argv: Sequence[str], opts: ExecOptions) -> CommandResult:
         assert self.channel is not None
-        capture_out = opts.on_stdout is None
-        capture_err = opts.on_stderr is None
-        out: list[bytes] = []
-        err: list[bytes] = []
-        res = await self.channel.exec(
+        res = await self.channel.exec(  # without callbacks it captures, bounded (MAX_CAPTURE)
             None if opts.script else list(argv),
             script=argv[0] if opts.script else None,
             env=opts.env,
             cwd=opts.cwd,
             stdin=opts.stdin,
             timeout=opts.timeout,
-            on_stdout=opts.on_stdout or out.append,
-            on_stderr=opts.on_stderr or err.append,
+            on_stdout=opts.on_stdout,
+            on_stderr=opts.on_stderr,
         )
         return CommandResult(
             argv=tuple(argv),
@@ -342,8 +419,8 @@ class QemuMachine(Machine):
             signal=res.signal,
             timed_out=res.timed_out,
             duration_s=res.duration_s,
-            stdout=b"".join(out) if capture_out else b"",
-            stderr=b"".join(err) if capture_err else b"",
+            stdout=res.stdout,
+            stderr=res.stderr,
             error=res.error,
         )
 
@@ -375,6 +452,8 @@ class QemuMachine(Machine):
         return False
 
     async def _hard_shutdown(self) -> None:
+        if self._console_watch is not None:
+            self._console_watch.cancel()
         if self.channel is not None:
             with contextlib.suppress(Exception):
                 await self.channel.close()
@@ -384,7 +463,7 @@ class QemuMachine(Machine):
         if self._agent_server is not None:
             self._agent_server.close()
         if self.proc is not None and self.proc.returncode is None:
-            kill_group(self.proc.pid, grace=1.0)
+            await end_process_group(self.proc.pid)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 5.0)
         if self.record is not None:

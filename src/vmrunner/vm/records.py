@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmrunner.procs import kill_group, pid_alive, proc_start_ticks
+from vmrunner.vm import netns
 
 OWNER_FILE = "owner.json"
 
@@ -130,8 +131,6 @@ def reap_record(rec: VmRecord, grace: float = 1.0) -> None:
     if link and Path(link).is_symlink():
         Path(link).unlink(missing_ok=True)
     if rec.extra.get("netns"):
-        from vmrunner.vm import netns
-
         netns.cleanup(rec)
     shutil.rmtree(rec.path, ignore_errors=True)
 

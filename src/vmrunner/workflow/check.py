@@ -224,8 +224,11 @@ def _interface(job: Job, uses: ScalarNode, file: str, callee: Workflow) -> Itera
 
 
 def _secrets(job: Job, uses: ScalarNode, file: str, callee: Workflow) -> Iterator[Diagnostic]:
-    if job.secrets is not None and not isinstance(job.secrets, MappingNode):
-        return  # `inherit` passes them all; anything else is the schema's to report
+    if isinstance(job.secrets, ScalarNode) and (
+        job.secrets.text == "inherit" or "${{" in job.secrets.text
+    ):
+        return  # all of them, or whatever the expression gives
+    # Anything else that is not a mapping is the schema's to report, and passes none.
     secrets = {s.name: s for s in callee.on.call_secrets()}
     passed = job.secrets.pairs if isinstance(job.secrets, MappingNode) else ()
     for key, value in passed:

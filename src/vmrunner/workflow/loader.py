@@ -216,8 +216,15 @@ def _as_float(text: str) -> tuple[bool, Scalar]:
 _TYPED = {"null": _as_null, "bool": _as_bool, "int": _as_int, "float": _as_float}
 
 
+# The first characters a non-string plain scalar can start with (``~``, null, true,
+# false, digits, signs, ``.5``, ``.inf``, ``.nan``); anything else is a string.
+_TYPED_FIRST = frozenset("~nNtTfF0123456789+-.")
+
+
 def resolve_plain(text: str) -> Scalar:
     """The YAML 1.2 core-schema value of an untagged plain scalar."""
+    if text and text[0] not in _TYPED_FIRST:
+        return text  # most scalars (words, commands): no pattern can match
     for kind in ("null", "bool", "int", "float"):
         ok, value = _TYPED[kind](text)
         if ok:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from vmrunner.workflow.cron import INVALID_CRON, is_valid_cron
 from vmrunner.workflow.expressions import (
     MAX_LENGTH,
     STATUS_FUNCTIONS,
@@ -28,8 +29,9 @@ from vmrunner.workflow.expressions import (
     walk,
 )
 from vmrunner.workflow.expressions.nodes import Call
-from vmrunner.workflow.loader import MappingNode, Node, Pos, ScalarNode, SequenceNode
+from vmrunner.workflow.loader import MappingNode, Node, Pos, ScalarNode, ScalarStyle, SequenceNode
 from vmrunner.workflow.model import Job, Workflow
+from vmrunner.workflow.schema.template import is_expression
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,8 @@ def _reaches(graph: dict[str, list[str]], start: str, goal: str) -> bool:
 
 
 def check_needs(workflow: Workflow) -> Iterator[Problem]:
-    """Unknown jobs in ``needs``, dependency cycles, and a workflow with no first job.
+    """Unknown jobs in ``needs``, dependency cycles, and a workflow with no first job
+    (no job without ``needs``, known jobs or not: GitHub counts them all).
 
     Job ids are matched case-insensitively, as GitHub does.
     """
@@ -122,9 +125,12 @@ def check_needs(workflow: Workflow) -> Iterator[Problem]:
                     "in the dependency graph."
                 )
                 yield Problem(need.pos, message, "needs")
-    if workflow.jobs and workflow.jobs_node and all(graph.values()):
+    jobs_node = workflow.jobs_node
+    if jobs_node is None:
+        return
+    if not jobs_node.pairs or (workflow.jobs and all(job.needs for job in workflow.jobs)):
         message = "The workflow must contain at least one job with no dependencies."
-        yield Problem(workflow.jobs_node.pos, message, "needs")
+        yield Problem(jobs_node.pos, message, "needs")
 
 
 # ---- runners and containers --------------------------------------------------------
@@ -148,16 +154,23 @@ def check_runs_on(job: Job) -> Iterator[Problem]:
         yield Problem(group.pos, f"Invalid runs-on group name '{group.text}'.", "runs-on")
 
 
-def _empty_image(node: Node | None) -> ScalarNode | None:
-    if isinstance(node, MappingNode):
-        node = node.get("image")
+def _empty_image(node: Node | None) -> Node | None:
+    """The node to blame when ``node`` (a container) has no image: the empty image, or
+    the mapping that lacks one (an expression stands for the whole container)."""
+    if isinstance(node, MappingNode) and not any(is_expression(k.value) for k, _ in node.pairs):
+        image = node.get("image")
+        if image is None:
+            return node
+        if isinstance(image, ScalarNode) and image.text == "":
+            return None  # the schema's: an image is a non-empty string
+        node = image
     if isinstance(node, ScalarNode) and node.text.strip() == "":
         return node
     return None
 
 
 def check_containers(job: Job) -> Iterator[Problem]:
-    """``container`` and each service need a non-empty image (a missing one is the schema's)."""
+    """``container`` and each service need a non-empty image."""
     candidates = [job.container]
     if isinstance(job.services, MappingNode):
         candidates += [value for _, value in job.services.pairs]
@@ -174,6 +187,51 @@ def check_matrix(job: Job) -> Iterator[Problem]:
         if isinstance(value, SequenceNode) and not value.items:
             message = f"Matrix vector '{key.text}' does not contain any values"
             yield Problem(value.pos, message, "matrix")
+
+
+# ---- events and called workflows ----------------------------------------------------
+
+_FILTERS = ("branches", "tags", "paths")
+
+
+def check_event_filters(workflow: Workflow) -> Iterator[Problem]:
+    """An event may not give a filter and its ``-ignore`` form both (GitHub's server
+    refuses it; its template schema cannot say so)."""
+    on = workflow.node.get("on") if isinstance(workflow.node, MappingNode) else None
+    for _, config in on.pairs if isinstance(on, MappingNode) else ():
+        if not isinstance(config, MappingNode):
+            continue
+        for name in _FILTERS:
+            ignore = config.key_node(f"{name}-ignore")
+            if name in config and ignore is not None:
+                message = f"'{name}' and '{name}-ignore' cannot be used together"
+                yield Problem(ignore.pos, message, "on")
+
+
+def check_schedule(workflow: Workflow) -> Iterator[Problem]:
+    """Every ``on.schedule`` cron must be valid cron syntax (:mod:`.cron`)."""
+    on = workflow.node.get("on") if isinstance(workflow.node, MappingNode) else None
+    schedule = on.get("schedule") if isinstance(on, MappingNode) else None
+    for entry in schedule.items if isinstance(schedule, SequenceNode) else ():
+        cron = entry.get("cron") if isinstance(entry, MappingNode) else None
+        text = cron.value if isinstance(cron, ScalarNode) else None
+        if isinstance(cron, ScalarNode) and isinstance(text, str) and not is_valid_cron(text):
+            yield Problem(cron.pos, INVALID_CRON, "on")
+
+
+_WORKFLOW_REF = re.compile(r"(\./|\$/).+\.ya?ml(@.+)?\Z|[^/@]+/[^/@]+/.+\.ya?ml@.+\Z")
+
+
+def check_workflow_ref(job: Job) -> Iterator[Problem]:
+    """A job's ``uses`` must name a workflow file: ``./PATH.yml`` or ``OWNER/REPO/PATH.yml@REF``."""
+    uses = job.uses
+    if uses is None or is_expression(uses.value) or _WORKFLOW_REF.match(uses.text):
+        return
+    message = (
+        f"Invalid workflow reference '{uses.text}': expected "
+        "'./.github/workflows/FILE.yml' or 'OWNER/REPO/.github/workflows/FILE.yml@REF'"
+    )
+    yield Problem(uses.pos, message, "reusable-workflow")
 
 
 # ---- expressions -------------------------------------------------------------------
@@ -252,16 +310,46 @@ def _matches(pattern: tuple[str, ...], path: tuple[str | int, ...]) -> bool:
     return all(p == "*" or p == item for p, item in zip(pattern, path, strict=False))
 
 
+@dataclass
+class _Trie:
+    """The rule paths as a tree of segments (``*`` is a segment of its own)."""
+
+    children: dict[str | int, _Trie]
+    rule: tuple[int, ContextRule] | None = None  # (its index in CONTEXT_RULES, the rule)
+
+
+@functools.cache
+def _rules() -> _Trie:
+    root = _Trie({})
+    for index, rule in enumerate(CONTEXT_RULES):
+        node = root
+        for part in rule.path:
+            node = node.children.setdefault(part, _Trie({}))
+        node.rule = (index, rule)
+    return root
+
+
 def rule_for(path: tuple[str | int, ...]) -> ContextRule | None:
-    """The context rule for the value at ``path`` (None: GitHub does not evaluate it)."""
-    best: ContextRule | None = None
-    for rule in CONTEXT_RULES:
-        if _matches(rule.path, path) and (best is None or len(rule.path) > len(best.path)):
-            best = rule
-    return best
+    """The context rule for the value at ``path`` (None: GitHub does not evaluate it):
+    of the rules whose pattern matches a prefix of ``path``, the longest (the first in
+    :data:`CONTEXT_RULES` among equally long ones). Walks a trie: this runs for every
+    scalar that holds an expression."""
+    best: tuple[int, int, ContextRule] | None = None  # (length, -index, rule)
+    frontier = [(_rules(), 0)]
+    while frontier:
+        node, depth = frontier.pop()
+        if node.rule is not None and (best is None or (depth, -node.rule[0]) > best[:2]):
+            best = (depth, -node.rule[0], node.rule[1])
+        if depth < len(path):
+            for key in {path[depth], "*"}:
+                if (child := node.children.get(key)) is not None:
+                    frontier.append((child, depth + 1))
+    return best[2] if best is not None else None
 
 
 def _is_condition(path: tuple[str | int, ...]) -> bool:
+    if not path or path[-1] != "if":  # every condition path ends in `if`
+        return False
     return any(len(p) == len(path) and _matches(p, path) for p in _CONDITION_PATHS)
 
 
@@ -290,6 +378,21 @@ def expression_messages(source: str, rule: ContextRule) -> tuple[str, ...]:
     return tuple(messages)
 
 
+_QUOTED = (ScalarStyle.SINGLE_QUOTED, ScalarStyle.DOUBLE_QUOTED)
+
+
+def expression_pos(node: ScalarNode, start: int) -> Pos:
+    """Where the ``${{`` at ``start`` in ``node``'s text is, as GitHub's parser says:
+    on one line, its own column (past an opening quote); in a block scalar (``|``), the
+    line it is on (the column stays the scalar's: the indentation is not kept)."""
+    text = node.text
+    if "\n" not in text[:start] and node.style not in (ScalarStyle.LITERAL, ScalarStyle.FOLDED):
+        return Pos(node.pos.line, node.pos.col + start + (1 if node.style in _QUOTED else 0))
+    if node.style in (ScalarStyle.LITERAL, ScalarStyle.FOLDED):
+        return Pos(node.pos.line + 1 + text[:start].count("\n"), node.pos.col)
+    return node.pos
+
+
 def _check_template(node: ScalarNode, rule: ContextRule) -> Iterator[Problem]:
     text = node.text
     try:
@@ -301,12 +404,19 @@ def _check_template(node: ScalarNode, rule: ContextRule) -> Iterator[Problem]:
         yield Problem(node.pos, f"Exceeded max expression length {MAX_LENGTH}", "expression")
         return
     whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(text)
-    for _, _, inner in spans:
+    for start, _, inner in spans:
         if inner.strip().lower() == "insert":
             if not whole:
                 yield Problem(node.pos, _INSERT, "expression")
             continue
-        yield from _check_expression(inner, rule, node.pos)
+        yield from _check_expression(inner, rule, expression_pos(node, start))
+
+
+def _unclosed(node: ScalarNode) -> Iterator[Problem]:
+    try:
+        find_expressions(node.text)
+    except ExpressionSyntaxError as exc:
+        yield Problem(node.pos, exc.message, "expression")
 
 
 def check_scalar(node: ScalarNode, path: tuple[str | int, ...]) -> Iterator[Problem]:
@@ -319,6 +429,9 @@ def check_scalar(node: ScalarNode, path: tuple[str | int, ...]) -> Iterator[Prob
         return
     rule = rule_for(path)
     if rule is None:
+        # GitHub reads no expression here, but still refuses an unclosed one
+        if has_expression:
+            yield from _unclosed(node)
         return
     if condition and not has_expression:
         if node.value.strip():  # an empty `if` is the default condition
@@ -346,9 +459,10 @@ def check_expressions(root: Node) -> Iterator[Problem]:
 def validate_workflow(workflow: Workflow) -> list[Problem]:
     """Every semantic problem of one workflow, in file order. Does not look at the
     workflows it calls, and assumes nothing about whether the schema was satisfied."""
-    problems = [*check_job_ids(workflow), *check_needs(workflow)]
+    problems = [*check_job_ids(workflow), *check_needs(workflow), *check_event_filters(workflow)]
+    problems += check_schedule(workflow)
     for job in workflow.jobs:
         problems += [*check_step_ids(job), *check_runs_on(job), *check_containers(job)]
-        problems += check_matrix(job)
+        problems += [*check_matrix(job), *check_workflow_ref(job)]
     problems += check_expressions(workflow.node)
     return sorted(problems, key=lambda p: (p.pos.line, p.pos.col))

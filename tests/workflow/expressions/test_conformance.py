@@ -1,4 +1,4 @@
-"""GitHub's own expression test vectors (../shared/conformance/expressions), one test each.
+"""GitHub's own expression test vectors (tests/data/conformance/expressions), one test each.
 
 A vector is ``{expr, contexts?, result: {kind, value}}`` or ``{expr, contexts?, err: {kind,
 value}}``. As in GitHub's own harness, the named-values allowed are the keys of
@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from datafiles import EXPRESSION_VECTORS
 from vmrunner.workflow.expressions import (
     ExpressionError,
     ExpressionSyntaxError,
     evaluate,
     kind_of,
 )
-
-VECTORS_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "conformance" / "expressions"
 
 # Vectors that are specific to another engine, by id, with the reason. Each one still runs,
 # as a strict xfail: if it starts passing, or its id stops naming a vector, the suite fails.
@@ -32,17 +30,14 @@ EXCLUDED: dict[str, str] = {}
 
 def _load() -> dict[str, dict[str, Any]]:
     vectors: dict[str, dict[str, Any]] = {}
-    for path in sorted(VECTORS_DIR.glob("*.json")):
+    for path in sorted(EXPRESSION_VECTORS.glob("*.json")):
         for group, cases in json.loads(path.read_text(encoding="utf-8")).items():
             for index, case in enumerate(cases):
                 vectors[f"{path.stem}/{group}/{index}"] = case
     return vectors
 
 
-VECTORS = _load() if VECTORS_DIR.is_dir() else {}
-pytestmark = pytest.mark.skipif(
-    not VECTORS, reason=f"conformance vectors not found at {VECTORS_DIR} (../shared absent)"
-)
+VECTORS = _load()
 
 
 def _params() -> list[Any]:

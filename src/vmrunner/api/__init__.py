@@ -1,0 +1,1 @@
+"""The HTTP edge: a FastAPI application over the service layer (``create_app``)."""

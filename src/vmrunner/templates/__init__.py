@@ -1,0 +1,1 @@
+"""Files ``vmrunner init`` writes into a repository (read with ``importlib.resources``)."""
