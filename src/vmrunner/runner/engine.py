@@ -571,12 +571,7 @@ class WorkflowExecution:
 
 
 def _mask_step(masker: Masker, step: StepEntry) -> StepEntry:
-    """``step`` with every text the job's masks may appear in masked (its command is the
-    script as written, which can hold a value a step later masked)."""
-    return dataclasses.replace(
-        step, name=masker.mask_text(step.name), command=masker.mask_text(step.command),
-        log_tail=masker.mask_text(step.log_tail),
-        outputs={k: masker.mask_text(v) for k, v in step.outputs.items()},
-        annotations=tuple(dataclasses.replace(a, message=masker.mask_text(a.message))
-                          for a in step.annotations),
-    )  # fmt: skip
+    """``step`` with its command masked by every mask of its job: the command is the
+    script as written, which can hold a value the step itself masks later. Its output was
+    masked line by line as it ran (by the masks known then) and is left as it is."""
+    return dataclasses.replace(step, command=masker.mask_text(step.command))
