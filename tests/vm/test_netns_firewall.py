@@ -86,7 +86,8 @@ def outside() -> Iterator[None]:
         sh("ip", "-n", ns, "addr", "add", f"{LINK_LOCAL}/32", "dev", peer)
         sh("ip", "-n", ns, "link", "set", peer, "up")
         sh("ip", "-n", ns, "route", "add", "default", "via", HOST_SIDE)
-        sh("ip", "route", "add", f"{LINK_LOCAL}/32", "via", OUTSIDE, "dev", host_if)
+        # replace: the previous test's route may outlive it while its namespace is torn down
+        sh("ip", "route", "replace", f"{LINK_LOCAL}/32", "via", OUTSIDE, "dev", host_if)
         server = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER],
             stdout=subprocess.PIPE, text=True, start_new_session=True,
@@ -97,7 +98,8 @@ def outside() -> Iterator[None]:
         if server is not None:
             server.kill()
             server.wait()
-        subprocess.run(["ip", "netns", "del", ns], check=False)  # the veth pair goes with it
+        subprocess.run(["ip", "link", "del", host_if], check=False)  # now, with its route
+        subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 @pytest.fixture
