@@ -468,8 +468,9 @@ def test_job_timeout_container_and_unknown_label(main_run: Any) -> None:
     jobs = _jobs(doc)
     timed = jobs["job_timeout"][0]
     assert timed["status"] == "failure"
-    first = timed["steps"][0]  # the job's time ran out while it ran, or as it was starting
-    assert first["timed_out"] is True or first["outcome"] == "cancelled", first
+    # the job's 3 s ran out while its first step ran, or (under a slow TCG) before it began
+    first = timed["steps"][0]
+    assert first["timed_out"] is True or first["outcome"] in ("cancelled", "skipped"), first
     assert timed["steps"][1]["outcome"] == "skipped"
     assert timed["duration_s"] < 40
     messages = {
