@@ -16,21 +16,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import vmrunner
+from conftest import git_repo, vmrunner
 from vmrunner.cli_live import LiveEvents, PlainEvents
 from vmrunner.services.events import Event
 
 TRICKY = "[/x] :v: 1:100:2 [bold]b[/] \x1b[31mred\x1b[0m \ufffd\x00end"
 
 
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    return root
+_repo = git_repo  # one git fixture repository helper, in conftest
 
 
 def _events(job: str) -> list[Event]:

@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import vmrunner
+from conftest import git_repo, vmrunner
 
 CI = """\
 name: CI
@@ -62,14 +61,7 @@ jobs:
 RELEASE = "on:\n  push:\n    branches: [release]\njobs:\n  rel:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo r\n"
 
 
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    return root
+_repo = git_repo  # one git fixture repository helper, in conftest
 
 
 @pytest.fixture

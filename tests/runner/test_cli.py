@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from conftest import vmrunner
+from conftest import git_repo, vmrunner
 
 GOOD = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n"
 BAD = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: nope\n    steps:\n      - run: echo hi\n"
 
 
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    return root
+_repo = git_repo  # one git fixture repository helper, in conftest
 
 
 def test_check_reports_file_line_col_and_exits_1(tmp_path: Path, vm_env: dict[str, str]) -> None:
