@@ -70,67 +70,79 @@ def _initdb() -> Path | None:
     return found[-1] if found else None
 
 
+class PgCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 from Debian's postgresql package, that
+    a test may stop and start again (the same port and data)."""
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import tempfile
+
+        initdb = _initdb()
+        if initdb is None:
+            pytest.skip("no PostgreSQL: install Debian's postgresql or set VMRUNNER_TEST_PG_URL")
+        self.bindir = initdb.parent
+        self.data = Path(tempfile.mkdtemp(prefix="vmrunner-test-pg-"))  # postgres must reach it
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._ctl(str(initdb), "-D", str(self.data / "db"), "-A", "trust", "-U", "postgres")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *argv: str) -> None:
+        subprocess.run([*self.as_user, *argv], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.data}"
+        self._ctl(str(self.bindir / "pg_ctl"), "-D", str(self.data / "db"), "-o", opts,
+                  "-l", str(self.data / "log"), "-w", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data / "db"), "-m", mode, "-w", "stop"
+        )
+
+    def remove(self) -> None:
+        import shutil
+
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data / "db"),
+                        "-m", "immediate", "stop"], capture_output=True, timeout=120)  # fmt: skip
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """A real PostgreSQL server for the session: ``VMRUNNER_TEST_PG_URL`` if set, else a
     throwaway cluster on 127.0.0.1 started from Debian's postgresql package (skipped,
     saying why, only when neither is available)."""
-    import socket
-    import time
-
     url = os.environ.get("VMRUNNER_TEST_PG_URL")
     if url:
         yield url
         return
-    initdb = _initdb()
-    if initdb is None:
-        pytest.skip("no PostgreSQL: install Debian's postgresql or set VMRUNNER_TEST_PG_URL")
-    bindir = initdb.parent
-    import tempfile
-
-    data = Path(tempfile.mkdtemp(prefix="vmrunner-test-pg-"))  # the postgres user must reach it
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        import shutil as _sh
-
-        _sh.chown(data, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(
-        [*as_user, str(initdb), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-h 127.0.0.1 -p {port} -k {data}"
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data / "db"),
-            "-o",
-            opts,
-            "-l",
-            str(data / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster = PgCluster()
     try:
-        time.sleep(0.2)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        import shutil as _sh2
+        cluster.remove()
 
-        _sh2.rmtree(data, ignore_errors=True)
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of this test's own, which it may restart."""
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 def _pg_schema_url(PG_URL: str) -> Iterator[str]:
@@ -189,3 +201,9 @@ def git_repo(root: Path, files: dict[str, str]) -> Path:
                  ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
         subprocess.run(["git", "-C", str(root), *argv], check=True)
     return root
+
+
+# The fake GitHub (tests/github/fake.py): its fixtures, for every directory's tests.
+from github.conftest import github_app_key, github_fake  # noqa: E402
+
+__all__ = ["PgCluster", "git_repo", "github_app_key", "github_fake", "vmrunner"]

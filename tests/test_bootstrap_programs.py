@@ -21,6 +21,7 @@ commands) are not host programs and are not collected. Shell script text (``sh -
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,6 +31,9 @@ import pytest
 from bootstrap_scan import REPO, Use, bootstrap_packages, scan_file
 
 BOOTSTRAP = REPO / "scripts" / "bootstrap.sh"
+NPM_DEPENDENCIES = json.loads((REPO / "tests" / "node" / "package.json").read_text())[
+    "dependencies"
+]
 SCANNED = ("src", "tests")
 
 # Where argv[0] is not a literal that can be followed: the programs such a command runs.
@@ -53,7 +57,9 @@ INDIRECT: dict[str, tuple[str, ...]] = {
     # test workflows use (checkout runs git)
     "tests/runner/fakes.py::HostGuest._run": ("bash", "sh", "git", "python3", "sleep", "date",
                                                "mkdir", "printf", "rm", "cat", "tar"),
-    "tests/conftest.py::pg_url": ("initdb", "pg_ctl", "runuser"),
+    "tests/runner/action_repos.py::bundle": ("esbuild",),  # tests/node's, as actions bundle
+    "tests/conftest.py::PgCluster._ctl": ("initdb", "pg_ctl", "runuser"),
+    "tests/conftest.py::PgCluster.remove": ("pg_ctl", "runuser"),
     "tests/cli/test_console_output.py::_pty_run": (),  # this Python running vmrunner
     "tests/guest/test_agent.py::test_commands_that_cannot_start.main": (),  # a file it wrote
     "tests/test_bootstrap_programs.py::_dpkg_owner": (),  # looks up PROGRAM_PACKAGE's programs
@@ -63,6 +69,9 @@ GUEST_ONLY = {"src/vmrunner/guest/agent.py": ("poweroff",)}
 # Named by tests precisely because no such program exists.
 ABSENT_ON_PURPOSE = frozenset({"/no/such/program"})
 
+NPM = "npm:tests/node"
+"""Programs of the npm packages in tests/node/package.json, installed by bootstrap's
+``npm ci --prefix tests/node`` (node itself is Debian's ``nodejs``)."""
 PROGRAM_PACKAGE = {
     "cpio": "cpio", "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap", "busybox": "busybox-static", "mkfs.ext4": "e2fsprogs",
@@ -73,6 +82,7 @@ PROGRAM_PACKAGE = {
     "env": "coreutils", "sleep": "coreutils", "cat": "coreutils", "touch": "coreutils",
     "true": "coreutils", "date": "coreutils", "mkdir": "coreutils", "printf": "coreutils",
     "rm": "coreutils", "kill": "procps", "dpkg-query": "dpkg", "node": "nodejs",
+    "dd": "coreutils", "esbuild": NPM,
 }  # fmt: skip
 # Debian's Essential (and apt) packages: on every Debian 12 system, bootstrap or not.
 BASE_SYSTEM = frozenset({"coreutils", "dash", "bash", "dpkg", "apt", "util-linux", "tar",
@@ -108,6 +118,13 @@ def problems(uses: list[Use], unresolved: dict[str, list[str]], pkgs: set[str]) 
             out.append(f"{use.where}: runs '{name}', which PROGRAM_PACKAGE does not know: add "
                        "it with the Debian package that ships it (dpkg -S $(command -v "
                        f"{name})), and that package to scripts/bootstrap.sh")  # fmt: skip
+        elif package == NPM:
+            if (
+                name not in NPM_DEPENDENCIES
+                or "npm ci --prefix tests/node" not in BOOTSTRAP.read_text()
+            ):
+                out.append(f"{use.where}: runs '{name}' from npm, which tests/node/package.json "
+                           "does not list or scripts/bootstrap.sh does not install (npm ci)")  # fmt: skip
         elif package not in pkgs and package not in BASE_SYSTEM:
             out.append(f"{use.where}: runs '{name}' from Debian package '{package}', which "
                        "scripts/bootstrap.sh does not install: add it to PKGS")  # fmt: skip

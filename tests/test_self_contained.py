@@ -17,14 +17,15 @@ from datafiles import DATA
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("src", "tests", "bench", "scripts", ".ci")
-SKIPPED_DIRS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "out"}
+SKIPPED_DIRS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", "out", "node_modules"}
 
 # `../shared`, `shared/...`, `.../shared`, and `parent / "shared"` or `Path("shared")`.
 FORBIDDEN = re.compile(r"""\.\./shared\b|\bshared/|/shared\b|(?:/\s*|Path\()["']shared["']""")
 
 
 def _code_files() -> list[Path]:
-    """Every file under the scanned folders, less caches, build metadata and tests/data."""
+    """Every file under the scanned folders, less caches, build metadata, installed npm
+    packages (tests/node/node_modules) and tests/data."""
     files = []
     for top in SCANNED:
         for path in sorted((REPO / top).rglob("*")):

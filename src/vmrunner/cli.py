@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vmrunner.cli_agents import init_app, mcp_command
+from vmrunner.cli_artifacts import artifacts_cmd
 from vmrunner.cli_base import (
     HARNESS_EXIT,
     Accel,
@@ -35,7 +36,7 @@ from vmrunner.cli_base import (
 from vmrunner.cli_learn import learn_app
 from vmrunner.cli_run import run_command
 from vmrunner.cli_runs import runs_app
-from vmrunner.cli_serve import serve
+from vmrunner.cli_serve import serve, worker
 from vmrunner.errors import VmrunnerError
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ image_app = typer.Typer(help="Build and list guest images.", no_args_is_help=Tru
 app.add_typer(image_app, name="image")
 app.add_typer(learn_app, name="learn")
 app.add_typer(runs_app, name="runs")
+runs_app.command("artifacts")(artifacts_cmd)
 app.command("serve")(serve)
+app.command("worker")(worker)
 app.add_typer(init_app, name="init")
 app.command("mcp")(mcp_command)
 app.command("run")(run_command)

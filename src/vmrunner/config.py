@@ -56,6 +56,22 @@ class Settings:
     max_vms: int = 0
     webhook_secret: str = field(default="", repr=False)
     webhook_secret_file: str = ""
+    # the GitHub runner service: a token (PAT or installation token) reports commit
+    # statuses; an App (id + private key) reports check runs and reconciles deliveries
+    github_token: str = field(default="", repr=False)
+    github_app_id: str = ""
+    github_app_private_key_file: str = ""
+    github_api_url: str = "https://api.github.com"
+    # where repositories (and actions) are fetched from: {owner} and {repo} are filled in
+    github_git_url: str = "https://github.com/{owner}/{repo}.git"
+    public_url: str = ""  # this server's address, for details links in reports
+    lease_s: float = 30.0  # a worker that stops heart-beating loses its jobs after this
+    requeue_lost: int = 0  # times a lost job is queued again (0: failed with worker_lost)
+    # caps per VM a workflow cannot raise: MiB the VM's QEMU may write to the host's disk
+    # (its overlay disk above all; a VM starts only when that much is free), and MiB of
+    # files one copy-out may bring to the host
+    vm_disk_max_mib: int = 8192
+    copy_out_max_mib: int = 8192
 
     @property
     def vms_dir(self) -> Path:
@@ -101,6 +117,13 @@ class Settings:
 
 
 _KEYS = {f.name for f in dataclasses.fields(Settings)}
+_ENV_KEYS = (
+    "webhook_secret", "webhook_secret_file", "github_token", "github_app_id",
+    "github_app_private_key_file", "github_api_url", "github_git_url", "public_url",
+    "lease_s", "requeue_lost",
+)  # fmt: skip
+"""Settings also read from the environment as ``VMRUNNER_<KEY>``."""
+_AT_LEAST_ONE = ("vm_disk_max_mib", "copy_out_max_mib")
 
 
 def _config_file(env: Mapping[str, str]) -> Path:
@@ -113,13 +136,26 @@ def _config_file(env: Mapping[str, str]) -> Path:
 def _coerce(key: str, value: Any) -> Any:
     if key in ("state_dir", "cache_dir"):
         return Path(str(value)).expanduser()
-    if key in ("cpus", "memory_mib", "lesson_min_occurrences", "max_parallel", "max_vms"):
+    if key == "lease_s":
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} must be a number of seconds, got {value!r}") from exc
+        if not 1.0 <= seconds <= 3600.0:
+            raise ConfigError(f"{key} must be between 1 and 3600 seconds, got {value!r}")
+        return seconds
+    if key in (
+        "cpus", "memory_mib", "lesson_min_occurrences", "max_parallel", "max_vms", "requeue_lost",
+        *_AT_LEAST_ONE,
+    ):  # fmt: skip
         try:
             number = int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
         if number < 0:
             raise ConfigError(f"{key} must not be negative, got {number}")
+        if number < 1 and key in _AT_LEAST_ONE:
+            raise ConfigError(f"{key} must be at least 1, got {number}")
         return number
     if key == "network_allow":
         if not isinstance(value, (list, tuple)):
@@ -179,9 +215,9 @@ def load_settings(
         values["lesson_min_occurrences"] = _coerce(
             "lesson_min_occurrences", env["VMRUNNER_LESSON_MIN"]
         )
-    for key in ("webhook_secret", "webhook_secret_file"):
+    for key in _ENV_KEYS:
         if env.get(f"VMRUNNER_{key.upper()}"):
-            values[key] = env[f"VMRUNNER_{key.upper()}"]
+            values[key] = _coerce(key, env[f"VMRUNNER_{key.upper()}"])
     if env.get("VMRUNNER_DATABASE_URL"):
         values["database_url"] = env["VMRUNNER_DATABASE_URL"]
     for key, value in (overrides or {}).items():

@@ -190,12 +190,21 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _then_pdeathsig(first: Callable[[], None]) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec
+        first()
+        _set_pdeathsig()
+
+    return setup
+
+
 async def spawn_vmm(
     argv: Sequence[str],
     *,
     log: Path,
     pass_fds: Sequence[int] = (),
     env: Mapping[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> asyncio.subprocess.Process:
     """Start a VMM in its own session; it is SIGKILLed if vmrunner dies.
 
@@ -203,7 +212,8 @@ async def spawn_vmm(
     else :func:`vmm_env` (never vmrunner's own). Does not wait for the
     guest to boot. Must be called from the event loop's (main) thread: the
     parent-death signal fires when the forking thread ends. The signal survives
-    ``execve``, so a launcher script that ``exec``s QEMU keeps it.
+    ``execve``, so a launcher script that ``exec``s QEMU keeps it. ``preexec`` runs in
+    the child before the signal is set (limits, credentials: see ``vm.sandbox``).
     """
     with log.open("ab") as fh:
         try:
@@ -215,7 +225,7 @@ async def spawn_vmm(
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
                 env=vmm_env() if env is None else dict(env),
-                preexec_fn=_set_pdeathsig,
+                preexec_fn=_set_pdeathsig if preexec is None else _then_pdeathsig(preexec),
             )
         except FileNotFoundError as exc:
             raise ToolMissingError(argv[0], "install qemu-system-x86") from exc
@@ -259,11 +269,16 @@ def kill_group(pgid: int, grace: float = 3.0) -> None:
 
 
 def run_capture(
-    argv: Sequence[str], *, timeout: float, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[int | None, bytes, bytes]:
     """Run a short host command (``git`` ...) and return (exit status, stdout, stderr);
-    the status is None when it timed out (its process group is then killed). Never
-    raises for the command's failure; raises ``ToolMissingError`` when it is not found.
+    the status is None when it timed out (its process group is then killed). ``env``
+    replaces the environment when given. Never raises for the command's failure; raises
+    ``ToolMissingError`` when it is not found.
     """
     try:
         proc = subprocess.Popen(
@@ -272,6 +287,7 @@ def run_capture(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            env=None if env is None else dict(env),
             start_new_session=True,
         )
     except FileNotFoundError as exc:

@@ -121,9 +121,11 @@ class Server:
             **os.environ,
             "VMRUNNER_HOME": str(state),
             "VMRUNNER_WEBHOOK_SECRET": SECRET.decode(),
+            # the examples' repositories are fetched from here, where there are none
+            "VMRUNNER_GITHUB_GIT_URL": f"file://{state}/no-git/{{owner}}/{{repo}}.git",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vmrunner", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "vmrunner", "serve", "--port", str(self.port), "--workers", "0"],
             env=env, stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -163,6 +165,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
         srv.kill()
 
 
+PROCESSED = ("received", "processing", "error")
+"""A kept push whose repository cannot be fetched: waiting, being planned, or failed."""
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
 
@@ -171,7 +177,9 @@ def test_a_signed_push_is_kept_before_the_202(server: Server) -> None:
     r = server.post("push", _json(PUSH), "d-push")
     assert r.status_code == 202 and r.json() == {"delivery": "d-push", "status": "received"}
     kept = server.deliveries().get("d-push")
-    assert kept is not None and kept.status == "received" and json.loads(kept.payload) == PUSH
+    assert kept is not None and json.loads(kept.payload) == PUSH
+    # kept, then taken by the scheduler, whose fetch finds no such repository here
+    assert kept.status in PROCESSED, kept
     assert (kept.event, kept.repo, kept.copies) == ("push", PUSH["repository"]["full_name"], 1)
 
 
@@ -221,4 +229,4 @@ def test_a_delivery_acknowledged_before_kill_9_is_still_kept(server: Server) -> 
     assert r.status_code == 202
     server.kill()
     kept = server.deliveries().get("d-crash")
-    assert kept is not None and kept.status == "received"
+    assert kept is not None and kept.status in PROCESSED

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from vmrunner.errors import ImageBuildError
-from vmrunner.images.layers import resolve_in_root, run_command, write_file
-from vmrunner.images.recipe import FileSpec
+from vmrunner.images.layers import apply_layers, resolve_in_root, run_command, write_file
+from vmrunner.images.recipe import FileSpec, Recipe, UnitSpec
 
 BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = ("sh", "cat", "echo", "mkdir", "chroot", "mount", "mknod", "true", "ip", "ls")
@@ -111,3 +111,33 @@ def test_a_symlink_loop_or_the_root_itself_is_refused(rootfs: Path) -> None:
     assert resolve_in_root(rootfs, "/etc/../../x") == rootfs / "x"  # normalised, as in the guest
     with pytest.raises(ImageBuildError, match="not a file path inside the image"):
         resolve_in_root(rootfs, "/etc/..")
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+cat /proc/net/dev > /tmp/systemctl-saw
+mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo MOUNTED >> /tmp/systemctl-saw
+true
+"""
+
+
+@needs_root
+def test_image_programs_replaced_by_files_run_in_the_sandbox(rootfs: Path, tmp_path: Path) -> None:
+    """``files:`` replaces systemctl; the unit enabling that follows runs it, and it gets
+    neither the host's network nor the right to mount. Owners are still applied there."""
+    (rootfs / "etc/passwd").write_text("root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\n")
+    (rootfs / "etc/group").write_text("root:x:0:\nalice:x:1000:\n")
+    (rootfs / "bin/chown").symlink_to("busybox")
+    recipe = Recipe(
+        name="t",
+        files=(
+            FileSpec("/bin/systemctl", FAKE_SYSTEMCTL, 0o755),
+            FileSpec("/etc/owned-by-alice", "x\n", owner="alice:alice"),
+        ),
+        units=(UnitSpec("app.service", "[Service]\nExecStart=/bin/true\n", enable=True),),
+    )
+    apply_layers(rootfs, recipe, tmp_path / "log")
+    saw = (rootfs / "tmp/systemctl-saw").read_text()
+    assert {line.split(":")[0].strip() for line in saw.splitlines()[2:]} == {"lo"}, saw
+    assert "MOUNTED" not in saw
+    owned = (rootfs / "etc/owned-by-alice").stat()
+    assert (owned.st_uid, owned.st_gid) == (1000, 1000)

@@ -108,7 +108,7 @@ jobs:
         run: sleep 60
       - name: after timeout
         run: echo "still running after the timeout, ${{ steps.slow.outcome }}/${{ steps.slow.conclusion }}"
-      - uses: ./.github/actions/greet
+      - uses: ./src/.github/actions/greet
         id: greet
         with:
           who: world
@@ -233,7 +233,7 @@ runs:
         echo "text=hello ${{ inputs.who }}${{ inputs.punctuation }}" >> "$GITHUB_OUTPUT"
         test -f "$GITHUB_ACTION_PATH/action.yml" && echo "action path ok"
     - id: n
-      uses: ./.github/actions/inner
+      uses: ./src/.github/actions/inner
 """
 
 INNER = """
@@ -306,7 +306,9 @@ def main_run(
     tmp = tmp_path_factory.mktemp("e2e")
     state = tmp / "state"
     state.mkdir()
-    env = {**os.environ, "VMRUNNER_HOME": str(state)}
+    # remote actions come from local directories only (someone/some-action: none there)
+    env = {**os.environ, "VMRUNNER_HOME": str(state),
+           "VMRUNNER_GITHUB_GIT_URL": f"file://{tmp}/remotes/{{owner}}/{{repo}}.git"}  # fmt: skip
     repo = _repo(
         tmp / "repo",
         {

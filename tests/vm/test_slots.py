@@ -89,7 +89,9 @@ class _Fake(Machine):
 
     async def _copy_in(self, host_src: Path, guest_dst: str, timeout: float) -> None: ...
 
-    async def _copy_out(self, guest_src: str, host_dst: Path, timeout: float) -> None: ...
+    async def _copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float, max_bytes: int
+    ) -> None: ...
 
     async def _soft_shutdown(self, timeout: float) -> bool:
         return True

@@ -14,6 +14,7 @@ Errors are JSON ``{"error": {"kind", "message"}}``, never a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -43,8 +44,13 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(services: Any, secret: bytes, *, max_body: int = MAX_BODY) -> FastAPI:
-    """The application; ``services`` is a :class:`~vmrunner.services.core.Services`."""
+def create_app(
+    services: Any, secret: bytes, *, max_body: int = MAX_BODY,
+    on_delivery: Callable[[], None] | None = None,
+) -> FastAPI:  # fmt: skip
+    """The application; ``services`` is a :class:`~vmrunner.services.core.Services`.
+    ``on_delivery()`` is called after a new delivery to act on was kept (it wakes the
+    scheduler)."""
     app = FastAPI(title="vmrunner", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")
@@ -62,6 +68,8 @@ def create_app(services: Any, secret: bytes, *, max_body: int = MAX_BODY) -> Fas
             log.info("webhook refused", extra={"status": exc.status, "why": str(exc)})
             return _error(exc.status, "webhook", str(exc))
         outcome = await run_in_threadpool(intake, services, envelope, body)
+        if outcome.status == 202 and on_delivery is not None:
+            on_delivery()
         return JSONResponse(outcome.answer, status_code=outcome.status)
 
     return app

@@ -1,8 +1,8 @@
 """Apply a recipe's layers (users, files, units, run commands) to an unpacked root.
 
 Runs after ``install_guest_files``, in this order: users (so that files can be
-owned by them), files, units, then the run commands. Users and unit enabling run
-with a plain ``chroot``. Each run command runs in a sandbox: ``unshare`` makes a
+owned by them), files, units, then the run commands. Each run command -- and each of the
+image's programs that apply users, owners and units -- runs in a sandbox: ``unshare`` makes a
 private mount namespace and a PID namespace, mounts /proc, /sys (read-only), a
 small /dev (null, zero, full, random, urandom, tty, /dev/pts, /dev/shm) and the
 host's resolv.conf where the image's /etc/resolv.conf leads (/run/resolv.conf),
@@ -20,6 +20,9 @@ setfcap: no mount, chroot, mknod, module, raw I/O, network or ptrace), with
 ``no_new_privs``: it cannot leave the chroot or touch the host's kernel settings. It is not
 an unprivileged user: the image's files belong to root and the commands configure them.
 
+The image's own programs that apply users, file owners and units (``useradd``, ``chown``,
+``systemctl enable``) run in the same sandbox: ``files:`` may have replaced them.
+
 ``files:`` and units are written where a process chrooted in the image would write them:
 symlinks in their directories are followed inside the root (``/var/run`` -> ``/run`` is the
 image's /run, never the host's).
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,10 +130,13 @@ def resolve_in_root(rootfs: Path, guest_path: str) -> Path:
     return rootfs.joinpath(*resolved, last)
 
 
-def _chroot(rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None) -> str:
-    return run_tool(
-        ["chroot", str(rootfs), *argv], timeout=RUN_TIMEOUT_S, what=what, log=log, cancel=cancel
-    )
+def _chroot(
+    rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None
+) -> None:
+    """Run the image's ``argv`` (useradd, chown, systemctl) in the run commands' sandbox: a
+    recipe's ``files:`` may have replaced that program, so it never gets the host's network
+    or the capabilities that reach past the image."""
+    _sandboxed(rootfs, shlex.join(argv), what, log, cancel)
 
 
 def add_user(rootfs: Path, user: UserSpec, log: Path, cancel: CancelToken | None = None) -> None:
@@ -218,6 +225,12 @@ def _mount_point(path: Path) -> Iterator[None]:
 
 def run_command(rootfs: Path, command: str, log: Path, cancel: CancelToken | None = None) -> None:
     """Run ``command`` with ``/bin/sh -ec`` in the sandbox described in the module docstring."""
+    _sandboxed(rootfs, command, f"recipe run command {command!r}", log, cancel)
+
+
+def _sandboxed(
+    rootfs: Path, command: str, what: str, log: Path, cancel: CancelToken | None
+) -> None:
     unshare = require_tool("unshare", "apt-get install util-linux")
     for guest in ("/proc", "/sys", "/dev"):
         _real_dir(rootfs, guest)
@@ -227,7 +240,6 @@ def run_command(rootfs: Path, command: str, log: Path, cancel: CancelToken | Non
             resolv, command, sys.executable, DROP_CAPS_PY]  # fmt: skip
     point = _mount_point(_inside(rootfs, resolv)) if resolv else contextlib.nullcontext()
     with point:
-        what = f"recipe run command {command!r}"
         run_tool(argv, timeout=RUN_TIMEOUT_S, what=what, log=log, cancel=cancel)
 
 

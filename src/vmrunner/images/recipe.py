@@ -41,6 +41,7 @@ BASE_PACKAGES = (
     "procps",
     "iproute2",
     "kmod",
+    "nodejs",  # JavaScript actions (runs.using: node*) run with the guest's node
 )
 GUEST_FILES = ("initramfs-init", "init-fast", "vmrunner-agent.service")
 # Layers applied on top of the guest files; left out of the digest while empty, so

@@ -51,6 +51,11 @@ _JOB = _obj(
      "image": {"type": ["string", "null"]}, "summary": _STR, "log": {"type": ["string", "null"]},
      "env": _STRMAP, "reason": _STR},
 )  # fmt: skip
+_ARTIFACT = _obj(
+    ["name", "size", "digest"],
+    {"id": {"type": "integer"}, "name": _STR, "size": {"type": "integer", "minimum": 0},
+     "digest": _STR},
+)  # fmt: skip
 _PHASE = _obj(
     ["name", "status", "duration_s"],
     {"name": _STR, "status": {"enum": ["passed", "failed", "skipped", "timeout"]},
@@ -103,7 +108,8 @@ RESULT_SCHEMA: dict[str, Any] = {
         {
             "if": {"properties": {"kind": {"const": "workflow"}}},
             "then": {"required": ["jobs"], "not": {"anyOf": [{"required": ["phases"]},
-                                                             {"required": ["argv"]}]}},
+                                                             {"required": ["argv"]}]},
+                     "properties": {"artifacts": {"type": "array", "items": _ARTIFACT}}},
         },
         {
             "if": {"properties": {"kind": {"const": "systest"}}},

@@ -122,6 +122,8 @@ class RunDocument:
     trigger: Mapping[str, Any] = field(default_factory=dict)
     host: str = ""
     learning: Mapping[str, Any] | None = None
+    artifacts: tuple[Mapping[str, Any], ...] = ()
+    """What the run's jobs uploaded (upload-artifact): name, size, digest, id."""
 
     @property
     def duration_s(self) -> float:
@@ -135,4 +137,5 @@ class RunDocument:
         )  # fmt: skip
         doc["trigger"] = dict(self.trigger)
         doc["jobs"] = [j.to_dict() for j in self.jobs]
+        doc["artifacts"] = [dict(a) for a in self.artifacts]
         return doc

@@ -1,24 +1,38 @@
-"""Finding and loading the actions a step ``uses:``.
+"""Loading the actions a step ``uses:``, and finding those that live on the host.
 
-Supported: ``actions/checkout`` (any version; built in), local composite actions
-(``./path``, read from the repository on the host) and composite actions copied into a
-local actions directory (``owner/repo[/path]@ref`` is looked up as
-``DIR/owner/repo@ref/path`` then ``DIR/owner/repo/path``). Everything else is an
-:class:`ActionError` whose message names the action and what the user can do.
+An action is a composite action (its steps run in the job) or a JavaScript action
+(``runs.using: node12|node16|node20|node24``: its ``main``, ``pre`` and ``post`` scripts
+run with ``node`` in the guest). ``actions/checkout`` is built in. Where an action comes
+from: ``./path`` is read from the job's workspace in the VM (see
+:mod:`vmrunner.runner.remote_actions`); ``owner/repo[/path]@ref`` from a local actions
+directory (``DIR/owner/repo@ref/path`` then ``DIR/owner/repo/path``) when it is there,
+else from its git repository. Docker actions are an :class:`ActionError` whose message
+names the action and what the user can do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vmrunner.errors import UserInputError
 from vmrunner.repopath import is_inside
-from vmrunner.workflow.loader import MappingNode, Node, Pos, SequenceNode, YamlError, load_file
+from vmrunner.workflow.loader import (
+    MappingNode,
+    Node,
+    Pos,
+    ScalarNode,
+    SequenceNode,
+    YamlError,
+    load_file,
+    load_text,
+)
 from vmrunner.workflow.model import Step, build_step
 
-_ADVICE = "replace the step with run: steps, or with a composite action"
+_ADVICE = "replace the step with run: steps, or with a composite or JavaScript action"
+NODE_VERSIONS = ("node12", "node16", "node20", "node24")
+ACTION_FILES = ("action.yml", "action.yaml")
 
 
 class ActionError(UserInputError):
@@ -33,27 +47,53 @@ class ActionInput:
 
 
 @dataclass(frozen=True)
+class NodeRuns:
+    """The ``runs:`` of a JavaScript action: scripts relative to the action's directory,
+    and the ``pre-if``/``post-if`` conditions (None: ``always()``)."""
+
+    using: str
+    main: str
+    pre: str = ""
+    post: str = ""
+    pre_if: Node | None = None
+    post_if: Node | None = None
+
+
+@dataclass(frozen=True)
 class Action:
-    """A composite action: where it is on the host, its inputs, outputs and steps."""
+    """An action: where it is (on the host: ``host_dir`` inside the tree ``host_root``
+    that is copied into the guest; already in the guest: ``guest_dir``), its inputs and
+    outputs, and its composite ``steps`` or its ``node`` scripts. ``repository`` and
+    ``ref`` are those of a remote action ("" for others)."""
 
     uses: str
-    host_dir: Path
+    host_dir: Path | None
     inputs: tuple[ActionInput, ...]
     outputs: tuple[tuple[str, Node | None], ...]
-    steps: tuple[Step, ...]
+    steps: tuple[Step, ...] = ()
+    node: NodeRuns | None = None
+    host_root: Path | None = None
+    guest_dir: str = ""
+    repository: str = ""
+    ref: str = ""
 
 
 def is_checkout(uses: str) -> bool:
     return uses.split("@", 1)[0].lower() == "actions/checkout"
 
 
+def docker_error(uses: str) -> ActionError:
+    return ActionError(
+        f"The step uses the Docker action '{uses}': container actions are not supported yet "
+        f"(vmrunner runs jobs in VMs without Docker); {_ADVICE}"
+    )
+
+
 def locate(uses: str, repo_root: Path, actions_dirs: Sequence[Path]) -> Path:
-    """The host directory of action ``uses``; raises :class:`ActionError`."""
+    """The host directory of action ``uses`` (``./path`` in the repository on the host,
+    or ``owner/repo[/path]@ref`` in an actions directory); raises :class:`ActionError`."""
     if uses.startswith("docker://"):
-        raise ActionError(
-            f"The step uses the Docker action '{uses}': vmrunner runs jobs in VMs without "
-            f"Docker; {_ADVICE}"
-        )
+        raise docker_error(uses)
     if uses.startswith("./"):
         path = repo_root / uses[2:]
         if not path.is_dir():
@@ -65,63 +105,100 @@ def locate(uses: str, repo_root: Path, actions_dirs: Sequence[Path]) -> Path:
                 "reads actions of the repository only from inside it"
             )
         return path
+    found = in_actions_dirs(uses, actions_dirs)
+    if found is None:
+        where = ", ".join(str(d) for d in actions_dirs) or "(no actions directory configured)"
+        raise ActionError(f"The action '{uses}' is not in an actions directory ({where})")
+    return found
+
+
+def in_actions_dirs(uses: str, actions_dirs: Sequence[Path]) -> Path | None:
+    """``owner/repo[/path]@ref`` copied into one of ``actions_dirs``, or None."""
     name, _, ref = uses.partition("@")
     owner_repo = "/".join(name.split("/")[:2])
     sub = "/".join(name.split("/")[2:])
     for base in actions_dirs:
         for candidate in (base / f"{owner_repo}@{ref}" / sub, base / owner_repo / sub):
-            if (candidate / "action.yml").is_file() or (candidate / "action.yaml").is_file():
+            if any((candidate / f).is_file() for f in ACTION_FILES):
                 return candidate
-    where = ", ".join(str(d) for d in actions_dirs) or "(no actions directory configured)"
-    raise ActionError(
-        f"The action '{uses}' is not available locally (vmrunner never downloads actions). "
-        f"Copy it into an actions directory ({where}) as {owner_repo}/{sub or ''} "
-        f"(composite actions only), or {_ADVICE}"
-    )
+    return None
 
 
 def _mapping(node: Node | None) -> MappingNode:
     return node if isinstance(node, MappingNode) else MappingNode((), Pos(1, 1))
 
 
-def load_action(uses: str, host_dir: Path) -> Action:
-    """The composite action in ``host_dir``; raises :class:`ActionError` for a missing or
-    invalid ``action.yml`` and for JavaScript and Docker actions."""
+def _text(node: Node | None) -> str:
+    return node.text if isinstance(node, ScalarNode) else ""
+
+
+def load_action(uses: str, host_dir: Path, host_root: Path | None = None) -> Action:
+    """The action in ``host_dir`` (whose tree, copied into the guest, is ``host_root``:
+    ``host_dir`` itself by default); raises :class:`ActionError` for a missing or invalid
+    ``action.yml`` and for Docker and unknown actions."""
     file = host_dir / "action.yml"
     if not file.is_file():
         file = host_dir / "action.yaml"
+    if not file.is_file():
+        raise ActionError(f"The action '{uses}' has no action.yml or action.yaml")
     try:
         root = load_file(file)
     except (OSError, YamlError) as exc:
         raise ActionError(f"The action '{uses}' cannot be read: {exc}") from exc
+    action = parse_action(uses, root)
+    return replace(action, host_dir=host_dir, host_root=host_root or host_dir)
+
+
+def action_from_text(uses: str, text: str, filename: str, guest_dir: str) -> Action:
+    """The action whose ``action.yml`` is ``text``, already in the guest at ``guest_dir``."""
+    try:
+        root = load_text(text, filename)
+    except YamlError as exc:
+        raise ActionError(f"The action '{uses}' cannot be read: {exc}") from exc
+    action = parse_action(uses, root)
+    return replace(action, guest_dir=guest_dir)
+
+
+def parse_action(uses: str, root: Node) -> Action:
+    """The action described by the parsed ``action.yml`` ``root`` (no location yet)."""
     top = _mapping(root)
     runs = _mapping(top.get("runs"))
-    using_node = runs.get("using")
-    using = str(getattr(using_node, "value", "") or "")
-    if using != "composite":
-        what = (
-            "a Docker"
-            if using == "docker"
-            else "a JavaScript"
-            if using.startswith("node")
-            else "an unsupported"
-        )
+    using = _text(runs.get("using")).strip()
+    node: NodeRuns | None = None
+    steps: tuple[Step, ...] = ()
+    if using in NODE_VERSIONS:
+        node = _node_runs(uses, using, runs)
+    elif using == "composite":
+        steps_node = runs.get("steps")
+        items = steps_node.items if isinstance(steps_node, SequenceNode) else ()
+        steps = tuple(build_step(i, s) for i, s in enumerate(items) if isinstance(s, MappingNode))
+    elif using == "docker":
+        raise docker_error(uses)
+    else:
         raise ActionError(
-            f"The action '{uses}' is {what} action (runs.using: {using or 'missing'}); "
-            f"vmrunner runs only composite actions: {_ADVICE}"
+            f"The action '{uses}' has runs.using: {using or 'missing'}; vmrunner runs "
+            f"composite actions and JavaScript actions ({', '.join(NODE_VERSIONS)})"
         )
     inputs = tuple(
-        ActionInput(
-            k.text,
-            _mapping(v).get("default"),
-            getattr(_mapping(v).get("required"), "value", False) is True,
-        )
+        ActionInput(k.text, _mapping(v).get("default"), _is_true(_mapping(v).get("required")))
         for k, v in _mapping(top.get("inputs")).pairs
     )
     outputs = tuple(
         (k.text, _mapping(v).get("value")) for k, v in _mapping(top.get("outputs")).pairs
     )
-    steps_node = runs.get("steps")
-    items = steps_node.items if isinstance(steps_node, SequenceNode) else ()
-    steps = tuple(build_step(i, s) for i, s in enumerate(items) if isinstance(s, MappingNode))
-    return Action(uses, host_dir, inputs, outputs, steps)
+    return Action(uses, None, inputs, outputs, steps, node)
+
+
+def _is_true(node: Node | None) -> bool:
+    value = getattr(node, "value", False)
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _node_runs(uses: str, using: str, runs: MappingNode) -> NodeRuns:
+    main = _text(runs.get("main")).strip()
+    if not main:
+        raise ActionError(f"The action '{uses}' (runs.using: {using}) has no runs.main")
+    return NodeRuns(
+        using, main, _text(runs.get("pre")).strip(), _text(runs.get("post")).strip(),
+        runs.get("pre-if"), runs.get("post-if"),
+    )  # fmt: skip

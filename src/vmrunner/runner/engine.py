@@ -30,10 +30,15 @@ from vmrunner.runner.context import (
     runner_context,
 )
 from vmrunner.runner.guest import MachineFactory
+from vmrunner.runner.node_actions import run_post_steps, run_pre_steps
 from vmrunner.runner.output import Reporter
+from vmrunner.runner.remote_actions import RemoteActions
 from vmrunner.runner.steps import Frame, JobState, run_step
+from vmrunner.runner.uses_steps import run_uses
 from vmrunner.runner.values import env_value, flag_value, node_value, number_value, text_value
 from vmrunner.store.concurrency import ConcurrencyStore, run_in_group
+from vmrunner.toolkit.run import RunToolkit
+from vmrunner.toolkit.tunnel import TunnelError
 from vmrunner.vm.machine import ExecOptions
 from vmrunner.vm.records import new_record_dir
 from vmrunner.workflow.check import load_workflow
@@ -78,6 +83,10 @@ class RunEnv:
     entries: list[tuple[tuple[Any, ...], JobEntry]] = field(default_factory=list)
     errors: list[ErrorEntry] = field(default_factory=list)
     harness_failed: bool = False
+    toolkit: RunToolkit | None = None
+    """The run's artifact and cache services (each job's VM is attached to them)."""
+    remote: RemoteActions | None = None
+    """Fetches remote actions (``owner/repo@ref``); None: only actions directories."""
 
 
 @dataclass(frozen=True)
@@ -466,22 +475,31 @@ class WorkflowExecution:
         state: JobState | None = None
         entries: list[StepEntry] = []
         status = "failure"
+        if self.env.remote is not None:  # resolved before the VM boots (errors: at the step)
+            await self.env.remote.prefetch(s.uses.text for s in job.steps if s.uses is not None)
         try:
             async with self.env.factory(image, _slug(key)) as guest:
+                toolkit_env = await self._toolkit_env(guest, key)
                 state = JobState(
-                    guest, key, ctx, {**default_env(ctx["github"], ctx["runner"]), **ctx["env"]},
+                    guest, key, ctx, {**default_env(ctx["github"], ctx["runner"]), **toolkit_env, **ctx["env"]},
                     self.env.masker, self.env.reporter, self.env.run.layout, host_work,
                     self.env.run.git.root, self.env.actions_dirs, image, shell, wd,
                     time.monotonic() + minutes * 60,  # counted from when the VM is up
+                    remote=self.env.remote, uses_runner=run_uses,
                 )  # fmt: skip
                 await self._setup(state)
                 frame = Frame()
+                pre = await run_pre_steps(state, frame, job.steps)
                 try:
                     for step in job.steps:
                         entries.append(await run_step(state, frame, step))
                 except asyncio.CancelledError:
                     await _after_cancel(state, frame, job, entries)
+                    entries[:0] = pre
+                    entries += await run_post_steps(state)
                     raise
+                entries[:0] = pre
+                entries += await run_post_steps(state)
                 status = "failure" if state.timed_out else state.status
                 ctx["steps"] = frame.steps_ctx
         except asyncio.CancelledError:
@@ -550,6 +568,20 @@ class WorkflowExecution:
             summary="\n".join(state.summary) if state else "", log=str(log_file),
             env={k: masker.mask_text(to_string(v)) for k, v in (state.contexts.get("env") or {}).items()} if state else {},
         )  # fmt: skip
+
+    async def _toolkit_env(self, guest: Any, key: str) -> dict[str, str]:
+        """Attach the job's VM to the run's artifact and cache services; the variables
+        GitHub sets for them (none without services, or when the VM cannot take them)."""
+        if self.env.toolkit is None:
+            return {}
+        try:
+            extra = await self.env.toolkit.job_env(guest, f"{key}/{time.monotonic_ns()}")
+        except TunnelError as exc:
+            self.env.reporter.message(f"{key}: no artifact or cache services: {exc}")
+            return {}
+        if extra.get("ACTIONS_RUNTIME_TOKEN"):
+            self.env.masker.add(extra["ACTIONS_RUNTIME_TOKEN"])
+        return extra
 
     async def _setup(self, state: JobState) -> None:
         """The workspace, temp and tool-cache directories, and the event payload file."""

@@ -28,11 +28,11 @@ from vmrunner.runner.context import BUNDLE_REF, GuestLayout, bundle_commit, expo
 from vmrunner.runner.guest import Guest, resolve_shell
 from vmrunner.runner.hashfiles import HashCache, collect_patterns
 from vmrunner.runner.output import JobLog, OutputSink, Reporter, unsecure_allowed
+from vmrunner.runner.remote_actions import RemoteActions
 from vmrunner.runner.values import (
     condition,
     env_value,
     flag_value,
-    node_value,
     number_value,
     text_value,
 )
@@ -43,12 +43,16 @@ from vmrunner.workflow.envfiles import (
     parse_env_file,
     parse_output_file,
     parse_path_file,
+    parse_state_file,
 )
 from vmrunner.workflow.expressions import Functions, JobStatus, to_string
 from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.model import Step
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_OS = "ubuntu22"
+"""``ImageOS``, which setup actions read to pick a toolchain build: the images are Debian
+12, whose C library runs Ubuntu 22.04's builds."""
 MAX_ACTION_DEPTH = 10
 INTERNAL_TIMEOUT_S = 120.0
 """How long a command vmrunner runs for a step (its preparation, mkdir) may take."""
@@ -84,12 +88,16 @@ class _Capped:
 
 async def internal(
     guest: Guest, what: str, argv: Sequence[str], stdin: bytes | None = None,
-    timeout: float = INTERNAL_TIMEOUT_S,
+    timeout: float = INTERNAL_TIMEOUT_S, env: Mapping[str, str] | None = None,
+    limit: int = INTERNAL_OUTPUT_LIMIT,
 ) -> CommandResult:  # fmt: skip
-    """Run a command vmrunner needs in the guest, under a timeout and output caps; raises
-    :class:`StepSetupError` (naming ``what``) when it times out or prints too much."""
-    out, err = _Capped(what, "stdout"), _Capped(what, "stderr")
-    opts = ExecOptions(stdin=stdin, timeout=timeout, on_stdout=out, on_stderr=err)
+    """Run a command vmrunner needs in the guest (with ``env`` over the guest's), under a
+    timeout and output caps of ``limit`` bytes; raises :class:`StepSetupError` (naming
+    ``what``) when it times out or prints too much."""
+    out, err = _Capped(what, "stdout", limit), _Capped(what, "stderr", limit)
+    opts = ExecOptions(
+        env=dict(env or {}), stdin=stdin, timeout=timeout, on_stdout=out, on_stderr=err
+    )
     res = await guest.execute(argv, opts)
     if res.timed_out:
         raise StepSetupError(
@@ -149,11 +157,22 @@ class JobState:
     counter: int = 0
     copied_actions: dict[str, str] = field(default_factory=dict)
     hashes: HashCache = field(default_factory=HashCache)
+    remote: RemoteActions | None = None
+    posts: list[Any] = field(default_factory=list)
+    """The ``post`` scripts of the JavaScript actions that ran (``node_actions.Phase``)."""
+    pre_states: dict[int, dict[str, str]] = field(default_factory=dict)
+    """What a step's ``pre`` saved (``GITHUB_STATE``), by ``id()`` of the step."""
+    node_seen: tuple[str, str] = ("", "")
+    # runs a ``uses:`` step (``uses_steps.run_uses``, given by the engine: that module
+    # builds on this one, so this one does not import it)
+    uses_runner: Any = None
+    """The guest's node last found for a JavaScript action, and its ``--version``."""
 
     def __post_init__(self) -> None:
         # the masks a step adds (add-mask) belong to this job only
         self.masker = self.masker.child()
         self.log = JobLog(self.host_work)  # spooled to disk, not kept in memory
+        self.env.setdefault("ImageOS", IMAGE_OS)
 
     @property
     def workspace(self) -> str:
@@ -256,7 +275,7 @@ async def run_step(state: JobState, frame: Frame, step: Step) -> StepEntry:
         sink.parser.allow_unsecure_commands = unsecure_allowed(ctx["env"])
         coe = flag_value(step.continue_on_error, ctx, functions=fx)
         minutes = number_value(step.timeout_minutes, ctx, fx)
-        body = run_script if step.uses is None else run_uses
+        body = run_script if step.uses is None else state.uses_runner
         result = await body(state, frame, step, ctx, step_env, sink, minutes, step_id)
         state.file_env.update(sink.set_env)
         state.path_prepend = add_paths(state.path_prepend, sink.add_path)
@@ -374,13 +393,31 @@ async def run_script(
     env = {**ctx["env"], **_file_env(fdir), "GITHUB_ACTION": step_id}
     if frame.action_path:
         env["GITHUB_ACTION_PATH"] = frame.action_path
-    if state.path_prepend:
-        env["PATH"] = build_path(state.path_prepend, env.get("PATH", BASE_PATH))
+    return await exec_step(state, argv, env, wd, minutes, sink, fdir, n)
+
+
+def with_path(state: JobState, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the ``PATH`` of a step: what earlier steps added (``GITHUB_PATH``)
+    before the environment's (or the guest's default)."""
+    if not state.path_prepend:
+        return dict(env)
+    return {**env, "PATH": build_path(state.path_prepend, env.get("PATH", BASE_PATH))}
+
+
+async def exec_step(
+    state: JobState, argv: Sequence[str], env: dict[str, str], cwd: str, minutes: float | None,
+    sink: OutputSink, fdir: str, n: int, saved: dict[str, str] | None = None,
+) -> StepRun:  # fmt: skip
+    """Run a step's command (``fdir`` holds its environment files, prepared), under the
+    step's or the job's time limit; apply its files (``GITHUB_STATE`` into ``saved``)."""
+    env = with_path(state, env)
     timeout, is_job_limit = _timeout(state, minutes)
     state.log.append(f"##[command]{shlex.join(argv)}")
     res = await state.guest.execute(
         argv,
-        ExecOptions(env=env, cwd=wd, timeout=timeout, on_stdout=sink.stdout, on_stderr=sink.stderr),
+        ExecOptions(
+            env=env, cwd=cwd, timeout=timeout, on_stdout=sink.stdout, on_stderr=sink.stderr
+        ),
     )
     sink.close()
     if res.timed_out:
@@ -389,7 +426,7 @@ async def run_script(
         sink.note(f"##[error]The {limit} timed out after {timeout:.1f} s; the command was killed")
     elif not res.ok:
         sink.note(f"##[error]Process completed with exit code {res.status}.")
-    outputs = await _read_files(state, fdir, n, sink)
+    outputs = await _read_files(state, fdir, n, sink, saved)
     ok = res.ok and not sink.invalid
     return StepRun(ok and outputs is not None, res.exit_code, res.timed_out,
                    {**sink.outputs, **(outputs or {})}, tuple(sink.annotations))  # fmt: skip
@@ -403,15 +440,19 @@ def _file_env(fdir: str) -> dict[str, str]:
 
 
 async def _read_files(
-    state: JobState, fdir: str, n: int, sink: OutputSink
+    state: JobState, fdir: str, n: int, sink: OutputSink, saved: dict[str, str] | None = None
 ) -> dict[str, str] | None:
-    """Apply the step's environment files; its outputs, or None when one is invalid."""
+    """Apply the step's environment files (``GITHUB_STATE`` into ``saved`` when given);
+    its outputs, or None when one is invalid."""
     host = state.host_work / f"files-{n}"
+    names = ("env", "output", "path", "summary", *(("state",) if saved is not None else ()))
     try:
         await state.guest.copy_out(fdir, host)
-        text = {name: _read_file(host, name, sink) for name in ("env", "output", "path", "summary")}
+        text = {name: _read_file(host, name, sink) for name in names}
         env = parse_env_file(text["env"])
         outputs = parse_output_file(text["output"]).as_dict()
+        if saved is not None:
+            saved.update(parse_state_file(text["state"]).as_dict())
     except UserInputError as exc:
         sink.note(f"##[error]{exc}")
         return None
@@ -428,7 +469,7 @@ async def _read_files(
 
 
 _FILE_VARS = {"env": "GITHUB_ENV", "output": "GITHUB_OUTPUT", "path": "GITHUB_PATH",
-              "summary": "GITHUB_STEP_SUMMARY"}  # fmt: skip
+              "summary": "GITHUB_STEP_SUMMARY", "state": "GITHUB_STATE"}  # fmt: skip
 
 
 def _read_file(host: Path, name: str, sink: OutputSink) -> str:
@@ -451,24 +492,21 @@ def _read_file(host: Path, name: str, sink: OutputSink) -> str:
         return f.read(limit).decode("utf-8", "replace")
 
 
-async def run_uses(
-    state: JobState, frame: Frame, step: Step, ctx: dict[str, Any], step_env: dict[str, str],
-    sink: OutputSink, minutes: float | None, step_id: str,
-) -> StepRun:  # fmt: skip
-    """A ``uses:`` step: checkout, or a composite action."""
-    assert step.uses is not None
-    uses = step.uses.text
-    given = node_value(step.with_, ctx, state.functions) or {}
-    with_ = {str(k): to_string(v) for k, v in given.items()}
-    if actions.is_checkout(uses):
-        return await checkout(state, with_, sink)
-    host_dir = actions.locate(uses, state.repo_root, state.actions_dirs)
-    action = actions.load_action(uses, host_dir)
-    if frame.depth >= MAX_ACTION_DEPTH:
-        raise actions.ActionError(
-            f"composite actions nest more than {MAX_ACTION_DEPTH} levels at '{uses}'"
-        )
-    return await run_composite(state, frame, action, ctx, with_, step_env, minutes, sink)
+def action_inputs(
+    action: actions.Action, with_: Mapping[str, str], ctx: Mapping[str, Any]
+) -> dict[str, str]:
+    """The inputs of ``action``: ``with_`` over its defaults (evaluated in ``ctx``). Raises
+    :class:`~vmrunner.runner.actions.ActionError` for a required input not given."""
+    inputs: dict[str, str] = dict(with_)
+    for declared in action.inputs:
+        if declared.name not in inputs:
+            if declared.required and declared.default is None:
+                raise actions.ActionError(
+                    f"The action '{action.uses}' needs its required input '{declared.name}' "
+                    "(give it under with:)"
+                )
+            inputs[declared.name] = text_value(declared.default, ctx)
+    return inputs
 
 
 async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) -> StepRun:
@@ -512,22 +550,11 @@ async def checkout(state: JobState, with_: Mapping[str, str], sink: OutputSink) 
 
 async def run_composite(
     state: JobState, frame: Frame, action: actions.Action, ctx: dict[str, Any],
-    with_: Mapping[str, str], step_env: dict[str, str], minutes: float | None, sink: OutputSink,
+    inputs: Mapping[str, str], guest_dir: str, step_env: dict[str, str], minutes: float | None,
+    sink: OutputSink,
 ) -> StepRun:  # fmt: skip
-    """A composite action: its steps run in this job with their own ``steps`` and
-    ``inputs`` contexts; its outputs are evaluated after them."""
-    guest_dir = state.copied_actions.get(str(action.host_dir))
-    if guest_dir is None:
-        guest_dir = f"{state.layout.actions}/{len(state.copied_actions) + 1}"
-        await internal(state.guest, "mkdir for the action", ["mkdir", "-p", state.layout.actions])
-        await state.guest.copy_in(action.host_dir, guest_dir)
-        state.copied_actions[str(action.host_dir)] = guest_dir
-    inputs: dict[str, Any] = dict(with_)
-    for declared in action.inputs:
-        if declared.name not in inputs:
-            if declared.required and declared.default is None:
-                raise actions.ActionError(f"input '{declared.name}' of '{action.uses}' is required")
-            inputs[declared.name] = text_value(declared.default, ctx)
+    """A composite action (in the guest at ``guest_dir``): its steps run in this job with
+    their own ``steps`` and ``inputs`` contexts; its outputs are evaluated after them."""
     inner = Frame(
         inputs=inputs, action_path=guest_dir, env={**frame.env, **step_env}, composite=True,
         depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ", sink=sink,

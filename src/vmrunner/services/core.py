@@ -26,7 +26,7 @@ from vmrunner.logs import bind
 from vmrunner.results import interrupted
 from vmrunner.store.concurrency import ConcurrencyStore
 from vmrunner.store.engine import Store, open_store
-from vmrunner.store.owner import owner_alive, this_host
+from vmrunner.store.owner import owner_alive, this_host, this_owner
 from vmrunner.store.runs import RunFilter, RunRecord, RunStore
 
 __all__ = ["RunFilter", "RunHandle", "RunRecord", "Services"]
@@ -142,6 +142,11 @@ class Services:
             rec = self.runs.request_cancel(run_id)
         except KeyError:
             raise RunNotFoundError(f"no run {run_id!r} (see 'vmrunner runs list')") from None
+        if rec.status == "queued" and rec.owner is None:  # waiting in the server's queue
+            from vmrunner.services.scheduler import cancel_queued
+
+            if cancel_queued(self, run_id):
+                return self.get(run_id)
         if rec.active and rec.host == this_host() and not (rec.owner and owner_alive(rec.owner)):
             self.reap_interrupted()
             rec = self.get(run_id)
@@ -189,6 +194,18 @@ class Services:
         handle.add_log("output", handle.output_log)
         return handle
 
+    def adopt(self, run_id: str) -> RunHandle:
+        """A handle for run ``run_id``, kept earlier (``queued``) by another process -- the
+        scheduler -- and executed here: its directory and live log are made on this host."""
+        self.get(run_id)
+        run_dir = self.runs_dir() / run_id
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (run_dir / OUTPUT_LOG).touch(mode=0o600)
+        self.runs.set_run_dir(run_id, str(run_dir))
+        handle = RunHandle(run_id, run_dir, self)
+        handle.add_log("output", handle.output_log)
+        return handle
+
     async def execute(
         self, handle: RunHandle, body: Callable[[RunHandle], Awaitable[dict[str, Any]]],
         fallback: Fallback,
@@ -228,7 +245,9 @@ class Services:
         doc["host"] = this_host()
 
         def keep() -> None:
-            self.runs.finish(handle.id, doc["status"], doc)
+            if not self.runs.finish(handle.id, doc["status"], doc, owner=this_owner()):
+                log.warning("run %s is no longer this process's: its result is not kept", handle.id)
+                return
             (handle.dir / "result.json").write_text(json.dumps(doc, indent=2))
 
         await asyncio.shield(asyncio.to_thread(keep))

@@ -84,11 +84,20 @@ def list_images(settings: Settings) -> list[Image]:
     return image_cache(settings).list()
 
 
+def with_settings(spec: MachineSpec, settings: Settings) -> MachineSpec:
+    """``spec`` under the host's settings: its network allow-list, disk cap and copy-out quota."""
+    return dataclasses.replace(
+        spec, network_allow=settings.network_allow,
+        disk_max_bytes=settings.vm_disk_max_mib << 20,
+        copy_out_max_bytes=settings.copy_out_max_mib << 20,
+    )  # fmt: skip
+
+
 async def _launch(spec: MachineSpec, settings: Settings, *, use_snapshot: bool) -> QemuMachine:
     """Launch a VM, from a snapshot when allowed; a snapshot that fails to restore is
     deleted and the VM boots cold instead (the next cold boot saves a new one). The
-    settings' ``network_allow`` applies to it."""
-    spec = dataclasses.replace(spec, network_allow=settings.network_allow)
+    settings' ``network_allow`` and caps (``vm_disk_max_mib``, ``copy_out_max_mib``) apply to it."""
+    spec = with_settings(spec, settings)
     machine = QemuMachine(spec, settings.vms_dir, snapshots_dir(settings) if use_snapshot else None)
     machine.slots = vm_slots(settings)
     try:

@@ -41,6 +41,9 @@ class RunRequest:
     default_branch: str | None = None
     platforms: Pairs = ()
     strict_platforms: bool = False
+    # the server's dispatcher already decided that the event triggers ``workflows`` (with
+    # GitHub's changed files, which a checkout cannot always tell): no second decision
+    triggered: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from vmrunner.config import Settings
 from vmrunner.errors import ConfigError
 from vmrunner.learning import Observation
 from vmrunner.results import ErrorEntry, RunDocument, validate_result
+from vmrunner.runner import remote_actions
 from vmrunner.runner.context import (
     BASE_EVENTS,
     EventSpec,
@@ -53,6 +54,9 @@ from vmrunner.services.planning import (
 )
 from vmrunner.services.runrequest import RunRequest as RunRequest  # re-exported
 from vmrunner.store.concurrency import ConcurrencyStore, run_in_group
+from vmrunner.toolkit.artifacts import read_artifacts
+from vmrunner.toolkit.run import identity as toolkit_identity
+from vmrunner.toolkit.run import run_toolkit
 from vmrunner.workflow.expressions import to_string
 from vmrunner.workflow.masking import Masker
 from vmrunner.workflow.model import Workflow
@@ -180,6 +184,7 @@ async def run_workflows(
     outcome = RunOutcome({})
     for file in files:
         workflow, reason, errors = load_file(file, event, source)
+        reason = None if req.triggered else reason
         rel = relative(file, source.resolve())
         load_errors += errors
         if workflow is not None and reason is None:
@@ -193,8 +198,13 @@ async def run_workflows(
         platform_map(settings.label_images, req), req.actions_dirs or (settings.state_dir / "actions",),
         req.max_parallel or settings.max_parallel or None, matrix_filter(req), req.jobs, dict(req.env), req.strict_platforms,
     )  # fmt: skip
+    env.remote = remote_actions.from_settings(settings)
     env.errors.extend(load_errors)
-    await asyncio.gather(*(_run_one(env, wf, rel, i) for i, (wf, rel) in enumerate(to_run)))
+    who = toolkit_identity(
+        git.repository, event.ref or f"refs/heads/{git.branch}", event.base_ref, event.payload
+    )
+    async with run_toolkit(run_dir, settings.cache_dir / "toolkit-cache", who) as env.toolkit:
+        await asyncio.gather(*(_run_one(env, wf, rel, i) for i, (wf, rel) in enumerate(to_run)))
     document = _document(env, git, event, started, files, outcome, factory, load_errors)
     await asyncio.to_thread(_learn, settings, document, git)
     outcome.document = document
@@ -256,6 +266,7 @@ def _document(
     doc = RunDocument(
         env.run.run_id, "workflow", _status(env, bool(load_errors)), started, time.time(),  # type: ignore[arg-type]
         getattr(factory, "accel", None), tuple(env.errors), entries, trigger,
+        artifacts=tuple(a.summary() for a in read_artifacts(env.run_dir)),
     )  # fmt: skip
     masked: dict[str, Any] = mask_tree(env.masker, doc.to_dict())
     problems = validate_result(masked)
@@ -276,11 +287,12 @@ def _request_data(req: RunRequest) -> dict[str, Any]:
 
 async def run_workflow(
     services: Any, req: RunRequest, sink: Callable[[Event], None] | None = None,
-    factory: Any = None,
+    factory: Any = None, handle: Any = None,
 ) -> RunOutcome:  # fmt: skip
     """Run the workflows ``req``'s event triggers as one kept run of kind ``workflow``,
     its live events on ``sink`` and in the run's live log. Raises ``ConfigError`` before
-    anything is kept when the directory is not a git repository or a flag is bad."""
+    anything is kept when the directory is not a git repository or a flag is bad. With
+    ``handle`` (a run kept earlier, see ``Services.adopt``) that run is executed."""
     req = dataclasses.replace(req, accel=req.accel or services.settings.accel or "auto")
     if req.accel not in ("auto", "kvm", "tcg"):
         raise ConfigError(f"--accel must be auto, kvm or tcg, got {req.accel!r}")
@@ -292,8 +304,10 @@ async def run_workflow(
     read_payload(req.event_path)
     if req.jobs:  # an unknown -j job: an error before the run is kept
         plan_run(req, git, files, services.settings.label_images)
-    handle = services.accept("workflow", _request_data(req), title=f"{req.event} {git.repository}",
-                             repo=git.repository, branch=git.branch, sha=git.sha)  # fmt: skip
+    handle = handle or services.accept(
+        "workflow", _request_data(req), title=f"{req.event} {git.repository}",
+        repo=git.repository, branch=git.branch, sha=git.sha,
+    )  # fmt: skip
     started = time.time()
     box: dict[str, RunOutcome] = {}
     live = LogFile(handle.output_log)

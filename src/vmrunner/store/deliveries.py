@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vmrunner.store.engine import Store
 from vmrunner.store.models import deliveries
+from vmrunner.store.owner import owner_alive, this_host, this_owner
 
-STATUSES = ("received", "ignored", "processed", "error")
+STATUSES = ("received", "processing", "ignored", "processed", "error")
+STALE_PROCESSING_S = 600.0
+"""A delivery ``processing`` this long by a process of another host is taken over."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class DeliveryStore:
         make = pg_insert if self.store.dialect == "postgresql" else sqlite_insert
 
         def write(conn: Connection) -> bool:
-            stmt = make(deliveries).values(**values).on_conflict_do_nothing(index_elements=["id"])
-            if conn.execute(stmt).rowcount == 1:
+            stmt = (make(deliveries).values(**values).on_conflict_do_nothing(index_elements=["id"])
+                    .returning(deliveries.c.id))  # fmt: skip
+            if conn.execute(stmt).first() is not None:  # (rowcount is -1 here on PostgreSQL)
                 return True
             conn.execute(update(deliveries).where(deliveries.c.id == delivery_id)
                          .values(copies=deliveries.c.copies + 1))  # fmt: skip
@@ -83,3 +87,50 @@ class DeliveryStore:
         self.store.write(lambda c: c.execute(
             update(deliveries).where(deliveries.c.id == delivery_id).values(status=status, note=note)
         ))  # fmt: skip
+
+    def claim(self, limit: int = 20) -> list[Delivery]:
+        """Take up to ``limit`` ``received`` deliveries, oldest first, for this process to
+        process: they become ``processing`` (the note says by whom). On PostgreSQL several
+        servers claim at once without taking one delivery twice (``SKIP LOCKED``)."""
+        mark = f"{this_host()} {this_owner()}"
+
+        def write(conn: Connection) -> list[Delivery]:
+            query = (select(deliveries.c.id).where(deliveries.c.status == "received")
+                     .order_by(deliveries.c.received_at).limit(limit))  # fmt: skip
+            if self.store.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = [row[0] for row in conn.execute(query)]
+            if not ids:
+                return []
+            conn.execute(update(deliveries).where(deliveries.c.id.in_(ids))
+                         .values(status="processing", note=mark))  # fmt: skip
+            rows = conn.execute(select(deliveries).where(deliveries.c.id.in_(ids))
+                                .order_by(deliveries.c.received_at))  # fmt: skip
+            return [Delivery(**row._mapping) for row in rows]
+
+        return self.store.write(write)
+
+    def reclaim(self, now: float | None = None) -> list[str]:
+        """Put deliveries back to ``received`` whose processing process is gone: on this
+        host, a process no longer running; elsewhere, one processing for over
+        :data:`STALE_PROCESSING_S`. Their ids."""
+        now = time.time() if now is None else now
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(deliveries.c.id, deliveries.c.note, deliveries.c.received_at)
+                .where(deliveries.c.status == "processing")
+            ).all()  # fmt: skip
+        stale = []
+        for delivery_id, note, received in rows:
+            host, _, owner = note.partition(" ")
+            if (host == this_host() and not owner_alive(owner)) or (
+                host != this_host() and now - received > STALE_PROCESSING_S
+            ):
+                stale.append(delivery_id)
+        if stale:
+            self.store.write(lambda c: c.execute(
+                update(deliveries)
+                .where(and_(deliveries.c.id.in_(stale), deliveries.c.status == "processing"))
+                .values(status="received", note="")
+            ))  # fmt: skip
+        return stale

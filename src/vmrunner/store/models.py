@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -85,4 +86,72 @@ deliveries = Table(
     Column("note", Text, nullable=False, server_default=""),
     Column("payload", Text, nullable=False),
     Index("ix_deliveries_status", "status", "received_at"),
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", String(64)),
+    Column("repo", String(255), nullable=False),  # owner/name
+    Column("sha", String(64), nullable=False),
+    Column("ref", String(255), nullable=False, server_default=""),
+    Column("branch", String(255)),
+    Column("workflow", String(500), nullable=False),  # path in the repository
+    Column("workflow_name", String(255), nullable=False, server_default=""),
+    Column("event", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # the event's JSON payload
+    Column("group_name", String(500), nullable=False),  # folded concurrency group
+    Column("cancel_in_progress", Boolean, nullable=False, server_default=false()),
+    Column("state", String(16), nullable=False),  # pending, claimed, done, cancelled, lost
+    Column("fence", Integer, nullable=False, server_default="0"),  # bumped by every claim
+    Column("lease_owner", String(255)),  # the worker id holding the claim
+    Column("lease_until", Float),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("claimed_at", Float),
+    Column("finished_at", Float),
+    Index("ix_queue_state", "state", "id"),
+    Index("ix_queue_group", "group_name", "state"),
+    Index(
+        "uq_queue_claimed_group",
+        "group_name",
+        unique=True,
+        sqlite_where=text("state = 'claimed'"),
+        postgresql_where=text("state = 'claimed'"),
+    ),  # fmt: skip
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(255), primary_key=True),  # host:pid:start-ticks
+    Column("host", String(255), nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("running", Integer, nullable=False, server_default="0"),
+    Column("draining", Boolean, nullable=False, server_default=false()),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # status, check_run
+    Column("repo", String(255), nullable=False),
+    Column("sha", String(64), nullable=False),
+    Column("key", String(500), nullable=False),  # reports with one key are sent in id order
+    Column("body", Text, nullable=False),  # JSON
+    Column("state", String(16), nullable=False, server_default="pending"),  # pending, sent, dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_at", Float, nullable=False),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("result", Text),  # JSON of what GitHub answered that later reports need (ids)
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_outbox_state", "state", "next_at"),
+    Index("ix_outbox_key", "key", "id"),
 )

@@ -91,11 +91,13 @@ class RunStore:
     def create(
         self, kind: str, request: Mapping[str, Any], *, title: str = "",
         repo: str | None = None, branch: str | None = None, sha: str | None = None,
+        queued: bool = False,
     ) -> str:  # fmt: skip
-        """Accept a run: write it with status ``queued``, owned by this process; its id."""
+        """Accept a run: write it with status ``queued``, owned by this process (with
+        ``queued``, owned by no process: it waits in the shared queue for a worker); its id."""
         values = {
             "kind": kind, "status": "queued", "title": title[:500], "created_at": time.time(),
-            "host": this_host(), "owner": this_owner(), "repo": repo, "branch": branch,
+            "host": this_host(), "owner": None if queued else this_owner(), "repo": repo, "branch": branch,
             "sha": sha, "request": json.dumps(dict(request), sort_keys=True, default=str),
         }  # fmt: skip
 
@@ -114,9 +116,15 @@ class RunStore:
         self._set(run_id, run_dir=path)
 
     def start(self, run_id: str) -> None:
-        """The run is running now (in this process)."""
+        """The run is running now (in this process, on this host)."""
         now = time.time()
-        self._set(run_id, status="running", started_at=now, heartbeat_at=now, owner=this_owner())
+        self._set(run_id, status="running", started_at=now, heartbeat_at=now, owner=this_owner(),
+                  host=this_host())  # fmt: skip
+
+    def requeue(self, run_id: str) -> None:
+        """The run waits in the shared queue again (its worker was lost): ``queued``, owned
+        by no process, its start and any cancel request forgotten."""
+        self._set(run_id, status="queued", started_at=None, owner=None, cancel_requested=False)
 
     def heartbeat(self, run_id: str) -> bool:
         """Record that the run is alive; returns whether a cancel was requested."""
@@ -129,11 +137,20 @@ class RunStore:
 
         return self.store.write(write)
 
-    def finish(self, run_id: str, status: str, document: Mapping[str, Any]) -> None:
-        """The run ended with ``status``; ``document`` is its result."""
+    def finish(
+        self, run_id: str, status: str, document: Mapping[str, Any], *, owner: str | None = None
+    ) -> bool:
+        """The run ended with ``status``; ``document`` is its result. With ``owner``, only
+        while the run is still active and that process owns it (a worker that lost its
+        lease cannot overwrite the run's fate); whether it was written."""
         if status not in FINAL:
             raise ValueError(f"not a final status: {status!r}")
-        self._set(run_id, status=status, finished_at=time.time(), document=json.dumps(document))
+        key = _int_id(run_id)
+        query = update(runs).where(runs.c.id == key)
+        if owner is not None:
+            query = query.where(and_(runs.c.owner == owner, runs.c.status.in_(ACTIVE)))
+        values = {"status": status, "finished_at": time.time(), "document": json.dumps(document)}
+        return bool(self.store.write(lambda c: c.execute(query.values(**values)).rowcount == 1))
 
     def add_log(self, run_id: str, name: str, path: str) -> None:
         """Index log file ``path`` under ``name`` (replacing an earlier one of that name)."""
@@ -192,7 +209,10 @@ class RunStore:
         return record
 
     def active_here(self) -> Sequence[RunRecord]:
-        """Queued or running runs that this host owns (for reaping interrupted ones)."""
-        query = select(runs).where(and_(runs.c.status.in_(ACTIVE), runs.c.host == this_host()))
+        """Queued or running runs that a process of this host owns (for reaping interrupted
+        ones); a run waiting in the shared queue has no owner and is not one of them."""
+        query = select(runs).where(
+            and_(runs.c.status.in_(ACTIVE), runs.c.host == this_host(), runs.c.owner.is_not(None))
+        )
         with self.store.read() as conn:
             return [_record(row, {}) for row in conn.execute(query)]

@@ -223,11 +223,11 @@ class Systest:
         assert self.image is not None
         spec = MachineSpec(image=self.image, accel=self.accel, cpus=self.req.cpus, memory_mib=self.req.memory_mib,
                            boot_mode=BootMode.SYSTEMD, boot_timeout=self.req.boot_timeout,
-                           name=f"systest-{self.result.id}",
-                           network_allow=self.settings.network_allow)  # fmt: skip
+                           name=f"systest-{self.result.id}")  # fmt: skip
+        from vmrunner.services.machines import vm_slots, with_settings
+
         deadline = time.monotonic() + self.req.boot_timeout
-        machine = self.make_machine(spec)
-        from vmrunner.services.machines import vm_slots
+        machine = self.make_machine(with_settings(spec, self.settings))
 
         machine.slots = vm_slots(self.settings)  # the host's running-VM limit
         self.progress(

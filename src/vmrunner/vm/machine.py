@@ -61,6 +61,10 @@ class MachineSpec:
     # networks a --network user guest may reach although private or link-local (settings'
     # ``network_allow``); not part of the machine's shape (QEMU's argv, snapshots)
     network_allow: tuple[str, ...] = ()
+    # caps (settings' ``vm_disk_max_mib``, ``copy_out_max_mib``), not part of the shape
+    # either: bytes QEMU may write to the host's disk, and bytes of files one copy_out brings
+    disk_max_bytes: int = 8192 << 20
+    copy_out_max_bytes: int = 8192 << 20
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,9 @@ class Machine(abc.ABC):
     async def _copy_in(self, host_src: Path, guest_dst: str, timeout: float) -> None: ...
 
     @abc.abstractmethod
-    async def _copy_out(self, guest_src: str, host_dst: Path, timeout: float) -> None: ...
+    async def _copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float, max_bytes: int
+    ) -> None: ...
 
     @abc.abstractmethod
     async def _soft_shutdown(self, timeout: float) -> bool:
@@ -220,10 +226,17 @@ class Machine(abc.ABC):
         self._require(State.RUNNING)
         await self._copy_in(host_src, guest_dst, timeout)
 
-    async def copy_out(self, guest_src: str, host_dst: Path, timeout: float = 300.0) -> None:
-        """Copy a guest file or directory tree into the host directory ``host_dst`` (modes kept)."""
+    async def copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float = 300.0, max_bytes: int | None = None
+    ) -> None:
+        """Copy a guest file or directory tree into the host directory ``host_dst`` (modes
+        kept). At most ``spec.copy_out_max_bytes`` of files (or ``max_bytes``, when lower)
+        come to the host: past it, ``ArchiveLimitError`` and what came before stays."""
         self._require(State.RUNNING)
-        await self._copy_out(guest_src, host_dst, timeout)
+        quota = self.spec.copy_out_max_bytes
+        await self._copy_out(
+            guest_src, host_dst, timeout, quota if max_bytes is None else min(quota, max_bytes)
+        )
 
     async def shutdown(self, soft_timeout: float = 5.0, *, graceful: bool = True) -> None:
         """Soft shutdown, then hard after ``soft_timeout``; idempotent, always cleans up.

@@ -26,6 +26,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from vmrunner.errors import ChannelError, VmStartError
 from vmrunner.guest.channel import GuestChannel
+from vmrunner.guest.transfer import CopyLimits
 from vmrunner.procs import (
     group_members,
     proc_start_ticks,
@@ -35,7 +36,7 @@ from vmrunner.procs import (
     tail,
     vmm_env,
 )
-from vmrunner.vm import netns, snapshot
+from vmrunner.vm import netns, sandbox, snapshot
 from vmrunner.vm.machine import (
     Accel,
     BootMode,
@@ -46,7 +47,6 @@ from vmrunner.vm.machine import (
     Network,
 )
 from vmrunner.vm.records import VmRecord, new_record_dir, reap_record, socket_dir
-from vmrunner.vm.sandbox import sandbox_args
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ class QemuMachine(Machine):
         qemu_img = require_tool("qemu-img", "apt-get install qemu-utils")
         self.record = new_record_dir(self.vms_dir)
         vmdir = self.vmdir
+        sandbox.require_free(vmdir, self.spec.disk_max_bytes)
         sockdir = socket_dir(self.record)
         self.argv, env = self._command(qemu, sockdir)
         snap: snapshot.Snapshot | None = None
@@ -270,7 +271,13 @@ class QemuMachine(Machine):
         argv = self.argv
         if self.spec.network is Network.USER:
             argv = netns.wrap(argv, self.record, self.spec.network_allow)
-        self.proc = await spawn_vmm(argv, log=vmdir / "qemu.log", env=env)
+        saves = snap is None and self.snapshots_dir is not None
+        cap = sandbox.file_size_cap(
+            self.spec.disk_max_bytes, self.spec.memory_mib, saves_snapshot=saves
+        )
+        self.proc = await spawn_vmm(
+            argv, log=vmdir / "qemu.log", env=env, preexec=sandbox.limit_file_size(cap)
+        )
         self._console_watch = asyncio.create_task(watch_console(self.console_log))
         self.record.vmm_pid = self.proc.pid
         self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
@@ -291,7 +298,7 @@ class QemuMachine(Machine):
         its credentials change, and QEMU must die with vmrunner even after ``kill -9``."""
         snapshots = self.snapshots_dir is not None
         argv = qemu_argv(self.spec, self.vmdir, qemu, sockdir)
-        argv += sandbox_args(spawn=snapshots, run_as=None)
+        argv += sandbox.sandbox_args(spawn=snapshots, run_as=None)
         return argv, vmm_env()
 
     def _create_disk(self, qemu_img: str) -> None:
@@ -428,9 +435,12 @@ class QemuMachine(Machine):
         assert self.channel is not None
         await self.channel.copy_in(host_src, guest_dst, timeout)
 
-    async def _copy_out(self, guest_src: str, host_dst: Path, timeout: float) -> None:
+    async def _copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float, max_bytes: int
+    ) -> None:
         assert self.channel is not None
-        await self.channel.copy_out(guest_src, host_dst, timeout)
+        limits = CopyLimits(max_bytes=max_bytes)
+        await self.channel.copy_out(guest_src, host_dst, timeout, limits)
 
     async def _soft_shutdown(self, timeout: float) -> bool:
         if self.proc is None or self.proc.returncode is not None:

@@ -1,0 +1,139 @@
+"""The host half of the toolkit forward: a job VM reaches its run's services.
+
+The services listen on a Unix socket only (:mod:`.service`), so nothing on the host's
+network, loopback included, reaches them, and a VM needs no network device at all.
+For each job VM, :func:`attach` hot-plugs a virtio-serial port into the running VM over
+QMP (``chardev-add`` of a socket client to a listener created here first, then
+``device_add virtserialport``), copies :mod:`.guest_forward` in and starts it: the
+guest's ``127.0.0.1:GUEST_PORT`` then leads, connection by connection, to this run's
+socket (frames described there). Only that VM holds the port; another run's VMs have
+their own ports, to their own run's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vmrunner.toolkit.guest_forward import CLOSE, DATA, HEADER, OPEN
+from vmrunner.vm.machine import ExecOptions
+
+GUEST_PORT = 40781
+PORT_NAME = "org.vmrunner.toolkit"
+GUEST_SCRIPT = "/run/vmrunner-toolkit-forward.py"
+READY = "/run/vmrunner-toolkit.ready"
+
+
+class TunnelError(Exception):
+    """The forward could not be set up in the VM."""
+
+
+class Tunnel:
+    """One VM's forward to the service socket ``target``."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.dir = Path(tempfile.mkdtemp(prefix="vmr-tk-"))
+        self.listen_path = self.dir / "port.sock"
+        self.conns: dict[int, asyncio.StreamWriter] = {}
+        self._server: asyncio.Server | None = None
+        self._qemu: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._qemu = loop.create_future()
+
+        def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            if self._qemu is not None and not self._qemu.done():
+                self._qemu.set_result((r, w))
+            else:
+                w.close()
+
+        self._server = await asyncio.start_unix_server(on_connect, path=str(self.listen_path))
+
+    async def serve(self) -> None:
+        """Carry frames until QEMU's side closes (the VM stopped)."""
+        assert self._qemu is not None
+        reader, writer = await asyncio.wait_for(self._qemu, 30)
+        try:
+            while True:
+                kind, conn, size = HEADER.unpack(await reader.readexactly(HEADER.size))
+                data = await reader.readexactly(size) if size else b""
+                await self._frame(writer, kind, conn, data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for w in self.conns.values():
+                w.close()
+            writer.close()
+
+    async def _frame(self, qemu: asyncio.StreamWriter, kind: int, conn: int, data: bytes) -> None:
+        if kind == OPEN:
+            try:
+                r, w = await asyncio.open_unix_connection(str(self.target))
+            except OSError:
+                qemu.write(HEADER.pack(CLOSE, conn, 0))
+                return
+            self.conns[conn] = w
+            self._spawn(self._pump(qemu, conn, r))
+        elif kind == DATA and conn in self.conns:
+            self.conns[conn].write(data)
+            await self.conns[conn].drain()
+        elif kind == CLOSE and conn in self.conns:
+            self.conns.pop(conn).close()
+
+    async def _pump(self, qemu: asyncio.StreamWriter, conn: int, r: asyncio.StreamReader) -> None:
+        """Service -> guest for connection ``conn``, then a close frame."""
+        with contextlib.suppress(ConnectionError):
+            while data := await r.read(65536):
+                qemu.write(HEADER.pack(DATA, conn, len(data)) + data)
+                await qemu.drain()
+            qemu.write(HEADER.pack(CLOSE, conn, 0))
+        self.conns.pop(conn, None)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def _hotplug(qmp: Any, tunnel: Tunnel, tag: str) -> None:
+    backend = {"type": "socket", "data": {
+        "addr": {"type": "unix", "data": {"path": str(tunnel.listen_path)}}, "server": False}}  # fmt: skip
+    await qmp.execute("chardev-add", {"id": f"tk{tag}", "backend": backend})
+    await qmp.execute("device_add", {"driver": "virtserialport", "id": f"tkport{tag}",
+                                     "chardev": f"tk{tag}", "name": PORT_NAME})  # fmt: skip
+
+
+async def attach(guest: Any, target: Path, tag: str = "0") -> Tunnel:
+    """Give ``guest`` (a running QEMU VM) its forward to ``target``; raises
+    :class:`TunnelError` when the VM cannot take it."""
+    tunnel = Tunnel(target)
+    await tunnel.listen()
+    try:
+        await _hotplug(guest.qmp, tunnel, tag)
+        tunnel._spawn(tunnel.serve())
+        script = Path(__file__).with_name("guest_forward.py").read_bytes()
+        start = (f"cat > {GUEST_SCRIPT} && rm -f {READY} && (setsid python3 {GUEST_SCRIPT} "
+                 f"{GUEST_PORT} {PORT_NAME} {READY} </dev/null >/dev/null 2>&1 &) && "
+                 f"i=0; while [ ! -e {READY} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
+                 f"test -e {READY}")  # fmt: skip
+        res = await guest.execute(["sh", "-c", start], ExecOptions(stdin=script, timeout=90))
+        if not res.ok:
+            raise TunnelError(f"the toolkit forward did not start in the VM: {res.stderr!r}")
+    except BaseException:
+        await tunnel.close()
+        raise
+    return tunnel

@@ -1,0 +1,114 @@
+"""Test helpers for the GitHub runner service: a local "GitHub" repository (a bare git
+repository reached through ``github_git_url`` with ``file://``) and webhook payloads
+taken from GitHub's own examples (npm ``@octokit/webhooks-examples``) with the
+repository, refs and commits replaced by the local repository's."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = (Path(__file__).resolve().parents[1] / "node" / "node_modules" / "@octokit"
+            / "webhooks-examples" / "api.github.com" / "index.json")  # fmt: skip
+ZERO = "0" * 40
+
+
+@cache
+def _examples() -> dict[str, list[dict[str, Any]]]:
+    return {e["name"]: e["examples"] for e in json.loads(EXAMPLES.read_text())}
+
+
+def example(event: str, action: str | None = None, ref_prefix: str | None = None) -> dict[str, Any]:
+    """A copy of GitHub's first example of ``event`` (with ``action``; for push, whose
+    ref starts with ``ref_prefix``)."""
+    for found in _examples()[event]:
+        if action is not None and found.get("action") != action:
+            continue
+        if ref_prefix is not None and not str(found.get("ref", "")).startswith(ref_prefix):
+            continue
+        return copy.deepcopy(found)
+    raise AssertionError(f"no {event} example with action {action!r} in {EXAMPLES}")
+
+
+def _git(root: Path, *argv: str) -> str:
+    out = subprocess.run(["git", "-C", str(root), *argv], check=True, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    return out.stdout.strip()
+
+
+@dataclass
+class Origin:
+    """Repository ``owner/name`` as GitHub would hold it, under ``root``."""
+
+    root: Path
+    full_name: str
+
+    @property
+    def template(self) -> str:
+        """The ``github_git_url`` setting that reaches it."""
+        return f"file://{self.root}/git/{{owner}}/{{repo}}.git"
+
+    @property
+    def bare(self) -> Path:
+        return self.root / "git" / f"{self.full_name}.git"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work" / self.full_name
+
+    def commit(self, files: dict[str, str | None], branch: str = "main", message: str = "c") -> str:
+        """Write (or with None delete) ``files`` on ``branch``, commit, push; the sha."""
+        if not self.work.exists():
+            self.work.mkdir(parents=True)
+            _git(self.work, "init", "-q", "-b", "main")
+            self.bare.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["git", "init", "-q", "--bare", str(self.bare)], check=True)
+            _git(self.work, "remote", "add", "origin", str(self.bare))
+        if _git(self.work, "branch", "--list", branch) or not _git(self.work, "branch", "--list"):
+            _git(self.work, "checkout", "-q", "-B", branch)
+        else:
+            _git(self.work, "checkout", "-q", "-b", branch)
+        for name, text in files.items():
+            path = self.work / name
+            if text is None:
+                path.unlink()
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        _git(self.work, "add", "-A")
+        _git(self.work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q",
+             "--allow-empty", "-m", message)  # fmt: skip
+        _git(self.work, "push", "-q", "-f", "origin", f"HEAD:refs/heads/{branch}")
+        return _git(self.work, "rev-parse", "HEAD")
+
+    def repository(self, payload_repo: dict[str, Any]) -> dict[str, Any]:
+        owner, name = self.full_name.split("/")
+        repo = dict(payload_repo)
+        repo.update(name=name, full_name=self.full_name, default_branch="main", fork=False,
+                    private=False, clone_url=f"https://github.com/{self.full_name}.git")  # fmt: skip
+        repo["owner"] = {**repo.get("owner", {}), "login": owner, "name": owner}
+        return repo
+
+    def push(self, after: str, before: str = ZERO, branch: str = "main") -> dict[str, Any]:
+        """A ``push`` payload (GitHub's example) for ``before..after`` on ``branch``."""
+        payload = example("push", ref_prefix="refs/heads/")
+        payload.update(ref=f"refs/heads/{branch}", before=before, after=after,
+                       created=before == ZERO, deleted=False, base_ref=None)  # fmt: skip
+        payload["repository"] = self.repository(payload["repository"])
+        payload["head_commit"] = {**(payload.get("head_commit") or {}), "id": after}
+        return payload
+
+    def pull_request(self, action: str, head: str, base: str, head_ref: str) -> dict[str, Any]:
+        """A ``pull_request`` payload (GitHub's example) from ``head_ref`` into main."""
+        payload = example("pull_request", action=action)
+        repo = self.repository(payload["repository"])
+        payload["repository"] = repo
+        pr = payload["pull_request"]
+        pr["head"].update(sha=head, ref=head_ref, label=f"x:{head_ref}", repo=repo)
+        pr["base"].update(sha=base, ref="main", label="x:main", repo=repo)
+        return payload
