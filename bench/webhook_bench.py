@@ -1,9 +1,12 @@
 """Webhook intake, as GitHub sees it: signed deliveries sent to a real ``vmrunner serve``
-(the delivery committed to the store before the 202) against a bare FastAPI endpoint on
-uvicorn that answers 202 without storing, in the same run. Whole HTTP round trips from
-a client process on 127.0.0.1; prints deliveries/s and p50/p99 ack latency.
+(the delivery committed to the store before the 202; the scheduler planning kept
+deliveries in the same process meanwhile, as in production) against a bare FastAPI
+endpoint on uvicorn that answers 202 without storing, in the same run. Whole HTTP round
+trips from a client process on 127.0.0.1; prints deliveries/s and p50/p99 ack latency.
+The pushes name a repository that is not there (``github_git_url`` is a ``file://``
+path): nothing leaves the machine.
 
-    .venv/bin/python bench/webhook_bench.py [--n 2000] [--clients 8] [--database-url URL]
+    .venv/bin/python bench/webhook_bench.py [--n 2000] [--clients 8] [--postgres | --database-url URL]
 """
 
 from __future__ import annotations
@@ -96,15 +99,36 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--database-url", default="")
+    ap.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL cluster")
     args = ap.parse_args()
+    cluster = None
+    if args.postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from conftest import PgCluster
+
+        cluster = PgCluster()
+        args.database_url = cluster.url
+    try:
+        _run(args)
+    finally:
+        if cluster is not None:
+            cluster.remove()
+
+
+def _run(args: argparse.Namespace) -> None:
     state = Path(tempfile.mkdtemp(prefix="vmrunner-bench-"))
-    env = {**os.environ, "VMRUNNER_HOME": str(state), "VMRUNNER_WEBHOOK_SECRET": SECRET.decode()}
+    env = {**os.environ, "VMRUNNER_HOME": str(state), "VMRUNNER_WEBHOOK_SECRET": SECRET.decode(),
+           "VMRUNNER_GITHUB_GIT_URL": f"file://{state}/no-git/{{owner}}/{{repo}}.git"}  # fmt: skip
     if args.database_url:
         env["VMRUNNER_DATABASE_URL"] = args.database_url
     backend = "PostgreSQL" if args.database_url else "SQLite"
     ours, bare = _port(), _port()
     procs = [
-        _start([sys.executable, "-m", "vmrunner", "serve", "--port", str(ours)], env, ours),
+        _start(
+            [sys.executable, "-m", "vmrunner", "serve", "--port", str(ours), "--workers", "0"],
+            env,
+            ours,
+        ),
         _start([sys.executable, "-c", BARE, str(bare)], env, bare),
     ]
     try:

@@ -10,6 +10,7 @@ with real VMs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from github.conftest import APP_ID, TOKEN, AppKey
 from github.fake import FakeGitHub
@@ -144,6 +146,12 @@ def test_a_push_runs_each_triggered_workflow_and_reports_every_job(world: World)
     runs = world.services.list_runs(run_filter())
     assert sorted(r.status for r in runs) == ["failure", "success"]
     assert {r.repo for r in runs} == {"octo/demo"} and {r.sha for r in runs} == {sha}
+    # every command went into learning with its repository, branch and commit
+    with world.services.store.read() as conn:
+        learned = set(
+            conn.execute(text("SELECT repo, branch, commit_sha, exit_code FROM learn_observations"))
+        )
+    assert learned == {("octo/demo", "main", sha, 0), ("octo/demo", "main", sha, 3)}
 
 
 def test_a_pull_request_whose_paths_do_not_match_runs_nothing(world: World) -> None:
@@ -288,3 +296,16 @@ def test_an_app_gets_one_check_run_per_job_queued_in_progress_completed(app_worl
         "in_progress",
     ]
     assert w.fake.statuses("octo/demo", sha) == []
+
+
+def test_an_app_fetches_with_an_installation_token_of_the_repository(app_world: World) -> None:
+    client = github_client(app_world.settings)
+    token = client.git_token("octo/demo")
+    assert token and client.git_token("octo/demo") == token  # kept until near its expiry
+    minted = [r for r in app_world.fake.requests if r.path.endswith("/access_tokens")]
+    assert len(minted) == 1
+    env = repo_cache(app_world.settings, client)._env(
+        "http://127.0.0.1:9/octo/demo.git", "octo/demo"
+    )
+    header = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert f"Authorization: Basic {header}" in env.values()

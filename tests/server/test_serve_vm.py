@@ -255,3 +255,29 @@ def test_postgresql_restarted_during_a_run(deployment: Deployment, pg_cluster: P
     _wait("the run's success", lambda: d.statuses(sha) == {"vmrunner/slow/wait": "success"})
     [(status,)] = d.rows("SELECT status FROM runs")
     assert status == "success"
+
+
+def test_sigterm_drains_a_worker_its_run_finishes_and_nothing_new_starts(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    d = deployment
+    slow = SLOW.replace("sleep 25", "sleep 8")
+    sha = d.origin.commit({".github/workflows/slow.yml": slow})
+    d.serve()
+    worker = d.worker(capacity=2)
+    assert d.post("push", d.origin.push(sha), "drain-1").status_code == 202
+    log = _wait(
+        "the run's directory",
+        lambda: next(iter((tmp_path / "state" / "runs").glob("*/output.log")), None),
+    )
+    _wait("the slow step to start", lambda: "started-slow-step" in log.read_text())
+    os.kill(worker.pid, signal.SIGTERM)
+    time.sleep(1)
+    assert worker.poll() is None, "the worker drains: its running run goes on"
+    later = d.origin.commit({"other": "x"}, branch="other")
+    assert d.post("push", d.origin.push(later, branch="other"), "drain-2").status_code == 202
+    assert worker.wait(timeout=180) == 0
+    assert d.statuses(sha) == {"vmrunner/slow/wait": "success"}
+    states = dict(d.rows("SELECT delivery_id, state FROM queue"))
+    assert states == {"drain-1": "done", "drain-2": "pending"}, "nothing new was claimed"
+    assert d.rows("SELECT id FROM workers") == [], "the worker left the registry"

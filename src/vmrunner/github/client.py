@@ -132,6 +132,7 @@ class GitHubClient:
         self.private_key = private_key
         self.timeout_s = timeout_s
         self._installations: dict[str, int] = {}
+        self._git_tokens: dict[int, tuple[str, float]] = {}  # installation -> (token, expiry)
         self._clients: dict[tuple[str, int], GitHub[Any]] = {}
         self._cache: Any = None  # githubkit's token cache, this client's own (not process-wide)
         self._transport: Any = None  # one connection pool for every call (see _kept_transport)
@@ -177,6 +178,21 @@ class GitHubClient:
             url = _path("/repos/{o}/{r}/installation", o=owner, r=name)
             self._installations[repo] = int(self._call(APP, "GET", url).json()["id"])
         return ("installation", self._installations[repo])
+
+    def git_token(self, repo: str) -> str:
+        """The credential git fetches ``repo`` with: the token, or in App mode an
+        installation token for ``repo`` (POST /app/installations/{id}/access_tokens),
+        kept until five minutes before it expires."""
+        if not self.app:
+            return self.token
+        installation = self._repo_auth(repo)[1]
+        kept = self._git_tokens.get(installation)
+        if kept is not None and kept[1] - 300 > time.time():
+            return kept[0]
+        url = _path("/app/installations/{i}/access_tokens", i=installation)
+        answer = self._call(APP, "POST", url).json()
+        self._git_tokens[installation] = (str(answer["token"]), _epoch(str(answer["expires_at"])))
+        return str(answer["token"])
 
     def close(self) -> None:
         """Close the kept connections (idempotent; a later call opens new ones)."""

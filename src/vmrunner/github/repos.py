@@ -25,7 +25,7 @@ import fcntl
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,7 +78,12 @@ class RepoCache:
     ``timeout`` bounds each network operation (seconds)."""
 
     def __init__(
-        self, cache_dir: Path, url_template: str, token: str = "", *, timeout: float = 600.0
+        self,
+        cache_dir: Path,
+        url_template: str,
+        token: str | Callable[[str], str] = "",
+        *,
+        timeout: float = 600.0,
     ) -> None:
         self.root = cache_dir / "git"
         self.url_template, self.timeout = url_template, timeout
@@ -205,14 +210,16 @@ class RepoCache:
 
     # -- processes ----------------------------------------------------------------------
 
-    def _env(self, url: str) -> Mapping[str, str]:
-        """git's environment: no prompts, and the token as a header for ``url``'s host."""
+    def _env(self, url: str, repo: str = "") -> Mapping[str, str]:
+        """git's environment: no prompts, and the token (for ``repo``) as a header for
+        ``url``'s host."""
         env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="/bin/false")
-        if not self._token:
+        token = self._token(repo) if callable(self._token) else self._token
+        if not token:
             return env
         parts = urlsplit(url)
         scope = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"
-        basic = base64.b64encode(f"x-access-token:{self._token}".encode()).decode()
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         index = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
         env[f"GIT_CONFIG_KEY_{index}"] = f"http.{scope}.extraheader"
         env[f"GIT_CONFIG_VALUE_{index}"] = f"Authorization: Basic {basic}"
@@ -224,7 +231,9 @@ class RepoCache:
         stdout when ``capture`` and it succeeded, else its stderr, URLs redacted). Raises
         ``FetchError`` on timeout."""
         cmd = ["git", "-C", str(self.mirror(repo)), *argv]
-        status, out, err = run_capture(cmd, timeout=self.timeout, env=self._env(self.url(repo)))
+        status, out, err = run_capture(
+            cmd, timeout=self.timeout, env=self._env(self.url(repo), repo)
+        )
         if status is None:
             raise FetchError(f"{argv[0]} of {repo} timed out after {self.timeout:.0f} s")
         text = out if capture and status == 0 else err

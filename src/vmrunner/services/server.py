@@ -46,7 +46,11 @@ def github_client(settings: Settings) -> Any:
                         app_id=settings.github_app_id, private_key=key)  # fmt: skip
 
 
-def repo_cache(settings: Settings) -> RepoCache:
+def repo_cache(settings: Settings, client: Any = None) -> RepoCache:
+    """Where repositories are fetched from; in App mode (``client`` given) with an
+    installation token of each repository."""
+    if client is not None and report_mode(settings) == "app":
+        return RepoCache(settings.cache_dir, settings.github_git_url, client.git_token)
     return RepoCache(settings.cache_dir, settings.github_git_url, settings.github_token)
 
 
@@ -67,7 +71,8 @@ async def _until_signalled(stop: asyncio.Event) -> None:
 
 async def run_worker(services: Any, capacity: int | None, grace_s: float = 300.0) -> None:
     """``vmrunner worker``: claim and run queued runs until SIGTERM/SIGINT, then drain."""
-    worker = Worker(services, repo_cache(services.settings), reporter(services),
+    repos = repo_cache(services.settings, github_client(services.settings))
+    worker = Worker(services, repos, reporter(services),
                     capacity_or_default(services.settings, capacity), grace_s=grace_s)  # fmt: skip
     stop = asyncio.Event()
     signals = asyncio.ensure_future(_until_signalled(stop))
@@ -112,15 +117,16 @@ def _background(
 ) -> list[Awaitable[None]]:
     settings = services.settings
     rep = reporter(services)
-    jobs: list[Awaitable[None]] = [Scheduler(services, repo_cache(settings), rep).run(stop, wake)]
     client = github_client(settings)
+    repos = repo_cache(settings, client)
+    jobs: list[Awaitable[None]] = [Scheduler(services, repos, rep).run(stop, wake)]
     if client is not None:
         jobs.append(Sender(services.store, client).run(stop))
         if report_mode(settings) == "app":
             jobs.append(Reconciler(services.store, client).run(stop))
     if workers != 0:
-        worker = Worker(services, repo_cache(settings), rep,
-                        capacity_or_default(settings, workers), grace_s=grace_s)  # fmt: skip
+        worker = Worker(services, repos, rep, capacity_or_default(settings, workers),
+                        grace_s=grace_s)  # fmt: skip
         jobs.append(worker.run(stop))
     return jobs
 
