@@ -11,6 +11,7 @@ SUDO=""
 PKGS=(
   qemu-system-x86 qemu-utils mmdebstrap busybox-static e2fsprogs iproute2 nftables
   util-linux python3 python3-venv python3-pip postgresql nix-bin git cpio procps nodejs
+  chromium  # tests/dashboard: Playwright drives /usr/bin/chromium (it cannot fetch its own)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -6,4 +6,4 @@ V=.venv/bin
 "$V/ruff" check src tests bench
 "$V/ruff" format --check src tests bench
 "$V/mypy" --strict src
-"$V/pytest" -q "$@"
+"$V/pytest" -q --durations=25 "$@"

@@ -328,12 +328,13 @@ def test_pure_modules_load_nothing_forbidden_at_run_time(group: str) -> None:
     assert json.loads(proc.stdout) == {}
 
 
-# The edges: every CLI module, the MCP server and the HTTP API.
+# The edges: every CLI module, the MCP server, the HTTP API and the web dashboard.
 EDGE_MODULES = tuple(
     sorted(
         m
         for m in modules()
-        if m.startswith("vmrunner.cli") or _matches(m, ["vmrunner.mcp", "vmrunner.api"])
+        if m.startswith("vmrunner.cli")
+        or _matches(m, ["vmrunner.mcp", "vmrunner.api", "vmrunner.dashboard"])
     )
 )
 BELOW_SERVICES = (

@@ -37,6 +37,7 @@ from vmrunner.cli_learn import learn_app
 from vmrunner.cli_run import run_command
 from vmrunner.cli_runs import runs_app
 from vmrunner.cli_serve import serve, worker
+from vmrunner.cli_tokens import token_app
 from vmrunner.errors import VmrunnerError
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ app.add_typer(runs_app, name="runs")
 runs_app.command("artifacts")(artifacts_cmd)
 app.command("serve")(serve)
 app.command("worker")(worker)
+app.add_typer(token_app, name="token")
 app.add_typer(init_app, name="init")
 app.command("mcp")(mcp_command)
 app.command("run")(run_command)

@@ -31,7 +31,7 @@ def test_migrations_build_exactly_the_models(db_url: str) -> None:
                 table.to_metadata(combined)
             diff = [d for d in compare_metadata(ctx, combined) if "alembic" not in str(d)]
             assert diff == []
-            assert ctx.get_current_revision() == "0004"
+            assert ctx.get_current_revision() == "0005"
     finally:
         store.close()
 
@@ -39,7 +39,7 @@ def test_migrations_build_exactly_the_models(db_url: str) -> None:
 def test_open_twice_is_a_no_op(db_url: str) -> None:
     for _ in range(2):
         store = open_store(db_url)
-        assert migrate(store) == "0004"
+        assert migrate(store) == "0005"
         store.close()
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from gitsource import Source, url_template
 
 EXAMPLES = (Path(__file__).resolve().parents[1] / "node" / "node_modules" / "@octokit"
             / "webhooks-examples" / "api.github.com" / "index.json")  # fmt: skip
@@ -35,56 +36,25 @@ def example(event: str, action: str | None = None, ref_prefix: str | None = None
     raise AssertionError(f"no {event} example with action {action!r} in {EXAMPLES}")
 
 
-def _git(root: Path, *argv: str) -> str:
-    out = subprocess.run(["git", "-C", str(root), *argv], check=True, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
-    return out.stdout.strip()
-
-
 @dataclass
 class Origin:
-    """Repository ``owner/name`` as GitHub would hold it, under ``root``."""
+    """Repository ``owner/name`` as GitHub would hold it, under ``root`` (a
+    :class:`gitsource.Source` at ``root/git``)."""
 
     root: Path
     full_name: str
 
+    def __post_init__(self) -> None:
+        self.source = Source(self.root / "git", self.full_name)
+
     @property
     def template(self) -> str:
         """The ``github_git_url`` setting that reaches it."""
-        return f"file://{self.root}/git/{{owner}}/{{repo}}.git"
+        return url_template(self.root / "git")
 
-    @property
-    def bare(self) -> Path:
-        return self.root / "git" / f"{self.full_name}.git"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work" / self.full_name
-
-    def commit(self, files: dict[str, str | None], branch: str = "main", message: str = "c") -> str:
+    def commit(self, files: dict[str, str | None], branch: str = "main") -> str:
         """Write (or with None delete) ``files`` on ``branch``, commit, push; the sha."""
-        if not self.work.exists():
-            self.work.mkdir(parents=True)
-            _git(self.work, "init", "-q", "-b", "main")
-            self.bare.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["git", "init", "-q", "--bare", str(self.bare)], check=True)
-            _git(self.work, "remote", "add", "origin", str(self.bare))
-        if _git(self.work, "branch", "--list", branch) or not _git(self.work, "branch", "--list"):
-            _git(self.work, "checkout", "-q", "-B", branch)
-        else:
-            _git(self.work, "checkout", "-q", "-b", branch)
-        for name, text in files.items():
-            path = self.work / name
-            if text is None:
-                path.unlink()
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        _git(self.work, "add", "-A")
-        _git(self.work, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q",
-             "--allow-empty", "-m", message)  # fmt: skip
-        _git(self.work, "push", "-q", "-f", "origin", f"HEAD:refs/heads/{branch}")
-        return _git(self.work, "rev-parse", "HEAD")
+        return self.source.commit(files, branch)
 
     def repository(self, payload_repo: dict[str, Any]) -> dict[str, Any]:
         owner, name = self.full_name.split("/")

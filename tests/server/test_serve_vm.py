@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from conftest import PgCluster
-from github.conftest import TOKEN
+from github.conftest import APP_ID, TOKEN, AppKey
 from github.fake import FakeGitHub
 from server.origin import Origin
 from vmrunner.github.webhook import sign
@@ -192,6 +192,36 @@ def test_a_signed_push_runs_in_vms_on_two_workers_and_reports_to_github(
     # a redelivery of the same delivery id changes nothing
     assert d.post("push", d.origin.push(sha), "push-1").status_code == 200
     assert len(d.rows("SELECT id FROM queue")) == 2
+
+
+def test_an_app_gets_check_runs_from_real_processes(
+    deployment: Deployment, tmp_path: Path, github_app_key: AppKey
+) -> None:
+    d = deployment
+    (tmp_path / "app.pem").write_text(github_app_key.private_pem)
+    d.env.update(VMRUNNER_GITHUB_TOKEN="", VMRUNNER_GITHUB_APP_ID=APP_ID,
+                 VMRUNNER_GITHUB_APP_PRIVATE_KEY_FILE=str(tmp_path / "app.pem"))  # fmt: skip
+    sha = d.origin.commit({".github/workflows/pass.yml": PASS, ".github/workflows/fail.yml": FAIL})
+    d.serve()
+    d.worker(capacity=2)
+    assert d.post("push", d.origin.push(sha), "app-1").status_code == 202
+
+    def completed() -> dict[str, str]:
+        runs = d.fake.check_runs("octo/demo", sha)
+        done = {c["name"]: c["conclusion"] for c in runs if c["status"] == "completed"}
+        return done if len(done) == 2 else {}
+
+    assert _wait("both check runs completed", completed) == {
+        "pass / build": "success",
+        "fail / test": "failure",
+    }
+    for check in d.fake.check_runs("octo/demo", sha):
+        assert [h["status"] for h in check.history if "status" in h][:2] == [
+            "queued",
+            "in_progress",
+        ]
+    failing = next(c for c in d.fake.check_runs("octo/demo", sha) if c["name"] == "fail / test")
+    assert "the failing step" in failing["output"]["summary"]
 
 
 def test_kill_9_of_the_server_after_the_202_loses_no_delivery(deployment: Deployment) -> None:

@@ -169,7 +169,7 @@ async def _exec_body(
     state.timings = timings
     progress(f"run {handle.id}: booting a {image.name} VM ({accel.value})")
     tail = _Tail()
-    with handle.output_log.open("ab") as log:
+    with handle.output_log.open("ab", buffering=0) as log:  # unbuffered: followed live
         keep = _tee(log.write, tail)
         on_out, on_err = _tee(outputs[0], keep), _tee(outputs[1], keep)
         machine = await machines._launch(spec, settings, use_snapshot=plan.req.snapshot)

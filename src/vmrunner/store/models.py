@@ -45,6 +45,12 @@ runs = Table(
     Column("run_dir", Text),
     Index("ix_runs_status", "status"),
     Index("ix_runs_kind_created", "kind", "created_at"),
+    # GET /api/v1/runs: a filter, newest first (0005)
+    Index("ix_runs_kind_id", "kind", "id"),
+    Index("ix_runs_status_id", "status", "id"),
+    Index("ix_runs_repo_id", "repo", "id"),
+    Index("ix_runs_branch_id", "branch", "id"),
+    Index("ix_runs_host_id", "host", "id"),
 )
 
 run_logs = Table(
@@ -154,4 +160,16 @@ outbox = Table(
     Column("sent_at", Float),
     Index("ix_outbox_state", "state", "next_at"),
     Index("ix_outbox_key", "key", "id"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),  # read, write
+    Column("hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
 )
