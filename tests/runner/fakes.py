@@ -37,7 +37,9 @@ class HostGuest:
     async def copy_in(self, host_src: Path, guest_dst: str, timeout: float = 300.0) -> None:
         shutil.copytree(host_src, guest_dst, dirs_exist_ok=True)
 
-    async def copy_out(self, guest_src: str, host_dst: Path, timeout: float = 300.0) -> None:
+    async def copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float = 300.0, max_bytes: int | None = None
+    ) -> None:
         shutil.copytree(guest_src, host_dst, dirs_exist_ok=True)
 
 

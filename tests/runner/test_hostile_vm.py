@@ -54,6 +54,9 @@ jobs:
       - name: dir env
         continue-on-error: true
         run: rm "$GITHUB_ENV" && mkdir "$GITHUB_ENV"
+      - name: fill the env files directory
+        continue-on-error: true
+        run: head -c 100M /dev/zero > "$(dirname "$GITHUB_ENV")/junk"
       - name: one letter mask
         run: |
           echo "::add-mask::s"
@@ -165,6 +168,9 @@ def test_env_file_attacks_and_a_one_letter_mask(hostile_run: Any) -> None:
     directory = _step(files, "dir env")
     assert (directory["outcome"], directory["conclusion"]) == ("failure", "success")
     assert "GITHUB_ENV (env) was replaced by something that is not a file" in directory["log_tail"]
+    filled = _step(files, "fill the env files directory")
+    assert (filled["outcome"], filled["conclusion"]) == ("failure", "success")
+    assert "cannot read the step's environment files" in filled["log_tail"]
     masked = _step(files, "one letter mask")
     assert masked["outcome"] == "success"
     assert "***tatu*** i*** ***ucce***" in masked["log_tail"]

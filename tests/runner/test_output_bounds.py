@@ -107,7 +107,9 @@ class _Flooding:
         return CommandResult(tuple(argv), None if self.timed_out else 0, None, self.timed_out, 1.0)
 
     async def copy_in(self, host_src: Path, guest_dst: str, timeout: float = 300.0) -> None: ...
-    async def copy_out(self, guest_src: str, host_dst: Path, timeout: float = 300.0) -> None: ...
+    async def copy_out(
+        self, guest_src: str, host_dst: Path, timeout: float = 300.0, max_bytes: int | None = None
+    ) -> None: ...
 
 
 def test_an_internal_command_that_floods_is_stopped_at_its_cap() -> None:

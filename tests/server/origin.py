@@ -17,6 +17,26 @@ from gitsource import Source, url_template
 EXAMPLES = (Path(__file__).resolve().parents[1] / "node" / "node_modules" / "@octokit"
             / "webhooks-examples" / "api.github.com" / "index.json")  # fmt: skip
 ZERO = "0" * 40
+PASS = """
+name: pass
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "built in $(uname -r)"
+"""
+FAIL = """
+name: fail
+on: push
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - name: the failing step
+        run: exit 3
+"""
+"""Two workflows every test of the service uses: one passes, one fails in a named step."""
 
 
 @cache

@@ -23,36 +23,21 @@ from sqlalchemy import text
 from github.conftest import APP_ID, TOKEN, AppKey
 from github.fake import FakeGitHub
 from runner.fakes import HostFactory
-from server.origin import Origin, example
+from server.origin import FAIL, PASS, Origin, example
 from vmrunner.config import load_settings
 from vmrunner.services.core import Services
 from vmrunner.services.reporting import Sender
 from vmrunner.services.requests import run_filter
-from vmrunner.services.scheduler import Scheduler, expire_leases
-from vmrunner.services.server import github_client, repo_cache, reporter
+from vmrunner.services.scheduler import (
+    Scheduler,
+    expire_leases,
+    github_client,
+    repo_cache,
+    reporter,
+)
 from vmrunner.services.worker import Worker
 from vmrunner.store.deliveries import DeliveryStore
 from vmrunner.store.queue import Queue
-
-PASS = """
-name: pass
-on: push
-jobs:
-  build:
-    runs-on: ubuntu-latest
-    steps:
-      - run: echo fine
-"""
-FAIL = """
-name: fail
-on: push
-jobs:
-  test:
-    runs-on: ubuntu-latest
-    steps:
-      - name: the failing step
-        run: exit 3
-"""
 
 
 class World:

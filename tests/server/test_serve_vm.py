@@ -25,31 +25,12 @@ from sqlalchemy import create_engine, text
 from conftest import PgCluster
 from github.conftest import APP_ID, TOKEN, AppKey
 from github.fake import FakeGitHub
-from server.origin import Origin
+from server.origin import FAIL, PASS, Origin
 from vmrunner.github.webhook import sign
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("debian_image")]
 
 SECRET = "serve-vm-secret"
-PASS = """
-name: pass
-on: push
-jobs:
-  build:
-    runs-on: ubuntu-latest
-    steps:
-      - run: echo "built in $(uname -r)"
-"""
-FAIL = """
-name: fail
-on: push
-jobs:
-  test:
-    runs-on: ubuntu-latest
-    steps:
-      - name: the failing step
-        run: exit 3
-"""
 SLOW = """
 name: slow
 on: push

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shlex
+import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,9 @@ MAX_ENV_FILE_BYTES = 16 << 20
 """Bytes of ``GITHUB_ENV``, ``GITHUB_OUTPUT`` or ``GITHUB_PATH`` a step may write."""
 MAX_SUMMARY_BYTES = 1 << 20
 """Bytes of ``GITHUB_STEP_SUMMARY`` kept per step (GitHub's limit too)."""
+ENV_FILES_COPY_MAX = 4 * MAX_ENV_FILE_BYTES + MAX_SUMMARY_BYTES + (1 << 20)
+"""Bytes of a step's environment-file directory copied to the host at most (each file is
+read up to its limit; the rest could only fill the host's disk)."""
 
 
 class StepSetupError(UserInputError):
@@ -446,8 +450,8 @@ async def _read_files(
     its outputs, or None when one is invalid."""
     host = state.host_work / f"files-{n}"
     names = ("env", "output", "path", "summary", *(("state",) if saved is not None else ()))
-    try:
-        await state.guest.copy_out(fdir, host)
+    try:  # at most what is read of them comes to the host, and it goes once read
+        await state.guest.copy_out(fdir, host, max_bytes=ENV_FILES_COPY_MAX)
         text = {name: _read_file(host, name, sink) for name in names}
         env = parse_env_file(text["env"])
         outputs = parse_output_file(text["output"]).as_dict()
@@ -459,6 +463,8 @@ async def _read_files(
     except (GuestOpError, UnsafeArchiveError) as exc:
         sink.note(f"##[error]cannot read the step's environment files: {exc}")
         return None
+    finally:
+        shutil.rmtree(host, ignore_errors=True)
     for issue in env.issues:
         sink.note(f"##[warning]{issue}")
     state.file_env.update(env.as_dict())

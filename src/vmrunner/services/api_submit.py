@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from vmrunner.errors import ConfigError, UserInputError
-from vmrunner.github.repos import ZERO_SHA, RepoCache, split_repo
+from vmrunner.github.repos import ZERO_SHA, split_repo
 from vmrunner.services.core import RunHandle, Services
-from vmrunner.services.dispatch import DeliveryPlan, WorkUnit, plan_delivery
+from vmrunner.services.dispatch import DeliveryPlan, plan_delivery
 from vmrunner.services.exec import ExecRequest, resolve, run_exec
-from vmrunner.services.scheduler import Scheduler, facts_of, reporter
+from vmrunner.services.scheduler import (
+    enqueue_run,
+    github_client,
+    queue_workflow,
+    repo_cache,
+    reporter,
+)
 from vmrunner.services.systests import SystestRequest, run_systest, validate
 from vmrunner.store.queue import ItemSpec, Queue
 from vmrunner.store.runs import RunStore
@@ -40,12 +46,6 @@ class WorkflowInvalidError(UserInputError):
     def __init__(self, file: str, line: int | None, message: str) -> None:
         self.file, self.line = file, line
         super().__init__(f"{file}:{line or 1}: {message}")
-
-
-def repo_cache(settings: Any) -> RepoCache:
-    """The cache of repository mirrors, fetched through ``github_git_url`` (as the
-    scheduler's)."""
-    return RepoCache(settings.cache_dir, settings.github_git_url, settings.github_token)
 
 
 _tasks: set[asyncio.Task[Any]] = set()  # background runs (kept referenced until done)
@@ -145,7 +145,7 @@ def plan_workflow(
         raise ConfigError(f"event must be one of {', '.join(WORKFLOW_EVENTS)}, got {event!r}")
     if event == "workflow_dispatch" and not workflow:
         raise ConfigError("event workflow_dispatch needs workflow (its path in the repository)")
-    repos = repo_cache(services.settings)
+    repos = repo_cache(services.settings, github_client(services.settings))
     sha = repos.fetch(repo, ref)
     plan = plan_delivery(event, _payload(repo, event, ref, sha, workflow, inputs), repos)
     if plan.errors:
@@ -162,36 +162,8 @@ def plan_workflow(
 def submit_workflow(services: Services, plan: DeliveryPlan) -> list[str]:
     """Queue every workflow ``plan`` triggers (one run each, pending in its concurrency
     group, older pending runs of the group superseded); their run ids."""
-    return [_enqueue(services, plan, unit) for unit in plan.units]
-
-
-def _enqueue(services: Services, plan: DeliveryPlan, unit: WorkUnit) -> str:
-    request = {
-        "source": "api", "event": plan.event, "repo": plan.repo, "ref": plan.ref,
-        "sha": plan.sha, "workflows": [unit.workflow], "group": unit.group,
-        "jobs": [list(job) for job in unit.jobs],
-    }  # fmt: skip
-    run_id = RunStore(services.store).create(
-        "workflow", request, title=f"{plan.event} {plan.repo} {unit.workflow_name}",
-        repo=plan.repo, branch=plan.branch, sha=plan.sha, queued=True,
-    )  # fmt: skip
-    spec = ItemSpec(
-        run_id=run_id, repo=plan.repo, sha=plan.sha, ref=plan.ref, branch=plan.branch,
-        workflow=unit.workflow, workflow_name=unit.workflow_name, event=plan.event,
-        payload=plan.payload, group=f"{plan.repo}:{unit.group}",
-        cancel_in_progress=unit.cancel_in_progress,
-    )  # fmt: skip
-    return _queue(services, spec, list(unit.jobs))
-
-
-def _queue(services: Services, spec: ItemSpec, jobs: list[tuple[str, str]]) -> str:
-    queue = Queue(services.store, lease_s=services.settings.lease_s)
-    enqueued = queue.enqueue(spec)
     rep = reporter(services)
-    rep.queued(facts_of(enqueued.item), jobs)
-    for old in enqueued.superseded:
-        Scheduler(services, repo_cache(services.settings), rep).supersede(old, spec.run_id)
-    return spec.run_id
+    return [queue_workflow(services, rep, plan, unit, "api") for unit in plan.units]
 
 
 # -- rerun ----------------------------------------------------------------------------------
@@ -241,4 +213,4 @@ def _requeue(services: Services, run_id: str, request: Mapping[str, Any], title:
         payload=item.payload, group=item.group, cancel_in_progress=item.cancel_in_progress,
     )  # fmt: skip
     jobs = [(str(j), str(n)) for j, n in request.get("jobs", [])]
-    return _queue(services, spec, jobs)
+    return enqueue_run(services, reporter(services), spec, jobs)

@@ -186,6 +186,10 @@ class Services:
         """Keep a new run (status ``queued``) and make its directory and live log."""
         run_id = self.runs.create(kind, request, title=title, repo=repo, branch=branch, sha=sha)
         self.last_run_id = run_id
+        return self._handle(run_id)
+
+    def _handle(self, run_id: str) -> RunHandle:
+        """The run's directory and live log, made here, and its handle."""
         run_dir = self.runs_dir() / run_id
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (run_dir / OUTPUT_LOG).touch(mode=0o600)
@@ -198,13 +202,7 @@ class Services:
         """A handle for run ``run_id``, kept earlier (``queued``) by another process -- the
         scheduler -- and executed here: its directory and live log are made on this host."""
         self.get(run_id)
-        run_dir = self.runs_dir() / run_id
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (run_dir / OUTPUT_LOG).touch(mode=0o600)
-        self.runs.set_run_dir(run_id, str(run_dir))
-        handle = RunHandle(run_id, run_dir, self)
-        handle.add_log("output", handle.output_log)
-        return handle
+        return self._handle(run_id)
 
     async def execute(
         self, handle: RunHandle, body: Callable[[RunHandle], Awaitable[dict[str, Any]]],

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -86,6 +87,31 @@ def reporter(services: Any) -> Reporter | NoReports:
     if mode == "none":
         return NoReports()
     return Reporter(services.store, "app" if mode == "app" else "token", settings.public_url)
+
+
+def github_client(settings: Settings) -> Any:
+    """The GitHub client of the settings (None when nothing is reported)."""
+    from vmrunner.github.client import GitHubClient
+
+    mode = report_mode(settings)
+    if mode == "none":
+        return None
+    key = ""
+    if mode == "app":
+        try:
+            key = Path(settings.github_app_private_key_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"github_app_private_key_file: {exc}") from exc
+    return GitHubClient(settings.github_api_url, token=settings.github_token,
+                        app_id=settings.github_app_id, private_key=key)  # fmt: skip
+
+
+def repo_cache(settings: Settings, client: Any = None) -> RepoCache:
+    """Where repositories are fetched from; in App mode (``client`` given) with an
+    installation token of each repository."""
+    if client is not None and report_mode(settings) == "app":
+        return RepoCache(settings.cache_dir, settings.github_git_url, client.git_token)
+    return RepoCache(settings.cache_dir, settings.github_git_url, settings.github_token)
 
 
 class Scheduler:
@@ -161,34 +187,7 @@ class Scheduler:
         return {workflow for workflow, action in rows if action != "rerequested"}
 
     def _enqueue(self, delivery: Delivery, plan: DeliveryPlan, unit: WorkUnit) -> str:
-        request = _request(plan, unit, delivery.id)
-        run_id = self.runs.create(
-            "workflow", request, title=f"{plan.event} {plan.repo} {unit.workflow_name}",
-            repo=plan.repo, branch=plan.branch, sha=plan.sha, queued=True,
-        )  # fmt: skip
-        spec = ItemSpec(
-            run_id=run_id, repo=plan.repo, sha=plan.sha, ref=plan.ref, branch=plan.branch,
-            workflow=unit.workflow, workflow_name=unit.workflow_name, event=plan.event,
-            payload=plan.payload, group=f"{plan.repo}:{unit.group}",  # groups are per repository
-            cancel_in_progress=unit.cancel_in_progress,
-            delivery_id=delivery.id,
-        )  # fmt: skip
-        enqueued = self.queue.enqueue(spec)
-        self.reporter.queued(facts_of(enqueued.item), list(unit.jobs))
-        for old in enqueued.superseded:
-            self.supersede(old, run_id)
-        return run_id
-
-    def supersede(self, old: QueueItem, by: str) -> None:
-        """Finish the run of a pending item that a newer run of its group replaced."""
-        why = f"cancelled: run {by} is newer in concurrency group {old.group!r}"
-        self.runs.finish(
-            old.run_id,
-            "cancelled",
-            unrun_document(old.run_id, "cancelled", "cancelled", why, old.created_at),
-        )
-        jobs = jobs_of(self.runs.get(old.run_id).request)  # type: ignore[union-attr]
-        self.reporter.cancelled(facts_of(old), jobs, why)
+        return queue_workflow(self.services, self.reporter, plan, unit, "webhook", delivery.id)
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
@@ -206,13 +205,54 @@ class Scheduler:
                 w.cancel()
 
 
-def _request(plan: DeliveryPlan, unit: WorkUnit, delivery_id: str) -> Mapping[str, Any]:
+def _request(
+    plan: DeliveryPlan, unit: WorkUnit, source: str, delivery_id: str | None
+) -> Mapping[str, Any]:
     """What is kept as the run's request (shown by ``runs show``; never a secret)."""
-    return {
-        "source": "webhook", "delivery": delivery_id, "event": plan.event, "repo": plan.repo,
-        "ref": plan.ref, "sha": plan.sha, "workflows": [unit.workflow],
-        "group": unit.group, "jobs": [list(job) for job in unit.jobs],
+    request: dict[str, Any] = {
+        "source": source, "event": plan.event, "repo": plan.repo, "ref": plan.ref,
+        "sha": plan.sha, "workflows": [unit.workflow], "group": unit.group,
+        "jobs": [list(job) for job in unit.jobs],
     }  # fmt: skip
+    if delivery_id is not None:
+        request["delivery"] = delivery_id
+    return request
+
+
+def queue_workflow(
+    services: Any, rep: Reporter | NoReports, plan: DeliveryPlan, unit: WorkUnit, source: str,
+    delivery_id: str | None = None,
+) -> str:  # fmt: skip
+    """Keep a run of ``unit`` (``queued``, owned by no process) and queue it in its
+    concurrency group, scoped per repository; its id. ``source``: webhook or api."""
+    request = _request(plan, unit, source, delivery_id)
+    run_id = RunStore(services.store).create(
+        "workflow", request, title=f"{plan.event} {plan.repo} {unit.workflow_name}",
+        repo=plan.repo, branch=plan.branch, sha=plan.sha, queued=True,
+    )  # fmt: skip
+    spec = ItemSpec(
+        run_id=run_id, repo=plan.repo, sha=plan.sha, ref=plan.ref, branch=plan.branch,
+        workflow=unit.workflow, workflow_name=unit.workflow_name, event=plan.event,
+        payload=plan.payload, group=f"{plan.repo}:{unit.group}",  # groups are per repository
+        cancel_in_progress=unit.cancel_in_progress, delivery_id=delivery_id,
+    )  # fmt: skip
+    return enqueue_run(services, rep, spec, list(unit.jobs))
+
+
+def enqueue_run(
+    services: Any, rep: Reporter | NoReports, spec: ItemSpec, jobs: list[tuple[str, str]]
+) -> str:
+    """Queue the kept run ``spec.run_id``: GitHub hears ``pending`` for its ``jobs``; an
+    older pending run of its group ends ``cancelled`` (and is reported so)."""
+    enqueued = Queue(services.store, lease_s=services.settings.lease_s).enqueue(spec)
+    rep.queued(facts_of(enqueued.item), jobs)
+    for old in enqueued.superseded:
+        why = f"cancelled: run {spec.run_id} is newer in concurrency group {old.group!r}"
+        runs = RunStore(services.store)
+        runs.finish(old.run_id, "cancelled",
+                    unrun_document(old.run_id, "cancelled", "cancelled", why, old.created_at))  # fmt: skip
+        rep.cancelled(facts_of(old), jobs_of(runs.get(old.run_id).request), why)  # type: ignore[union-attr]
+    return spec.run_id
 
 
 def expire_leases(services: Any, queue: Queue, reporter: Reporter | NoReports) -> int:

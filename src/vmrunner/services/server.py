@@ -16,42 +16,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from vmrunner.config import Settings
 from vmrunner.errors import ConfigError
-from vmrunner.github.repos import RepoCache
 from vmrunner.services.reporting import Reconciler, Sender
-from vmrunner.services.scheduler import Scheduler, report_mode, reporter
+from vmrunner.services.scheduler import Scheduler, github_client, repo_cache, report_mode, reporter
 from vmrunner.services.worker import Worker, default_capacity
 
 log = logging.getLogger(__name__)
-
-
-def github_client(settings: Settings) -> Any:
-    """The GitHub client of the settings (None when nothing is reported)."""
-    from vmrunner.github.client import GitHubClient
-
-    mode = report_mode(settings)
-    if mode == "none":
-        return None
-    key = ""
-    if mode == "app":
-        try:
-            key = Path(settings.github_app_private_key_file).read_text()
-        except OSError as exc:
-            raise ConfigError(f"github_app_private_key_file: {exc}") from exc
-    return GitHubClient(settings.github_api_url, token=settings.github_token,
-                        app_id=settings.github_app_id, private_key=key)  # fmt: skip
-
-
-def repo_cache(settings: Settings, client: Any = None) -> RepoCache:
-    """Where repositories are fetched from; in App mode (``client`` given) with an
-    installation token of each repository."""
-    if client is not None and report_mode(settings) == "app":
-        return RepoCache(settings.cache_dir, settings.github_git_url, client.git_token)
-    return RepoCache(settings.cache_dir, settings.github_git_url, settings.github_token)
 
 
 def capacity_or_default(settings: Settings, capacity: int | None) -> int:
