@@ -294,3 +294,20 @@ def test_an_app_fetches_with_an_installation_token_of_the_repository(app_world: 
     )
     header = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     assert f"Authorization: Basic {header}" in env.values()
+
+
+def test_a_run_the_worker_cannot_start_ends_error_and_is_reported(world: World) -> None:
+    sha = world.origin.commit({".github/workflows/pass.yml": PASS})
+    world.deliver("push", world.origin.push(sha))
+    world.scheduler.process_once()
+    [item] = world.queue.list()
+    world.services.store.write(  # as if the workflow file were not at that commit
+        lambda c: c.execute(text("UPDATE queue SET workflow = '.github/workflows/gone.yml'"))
+    )
+    world.work()
+    record = world.services.get(item.run_id)
+    assert record.status == "error" and record.document is not None
+    assert "the worker could not run it" in record.document["errors"][0]["message"]
+    assert world.queue.get(item.id).state == "done"  # type: ignore[union-attr]
+    world.send_reports()
+    assert world.statuses(sha)["vmrunner/pass/build"] in ("error", "failure")

@@ -268,7 +268,8 @@ def expire_leases(services: Any, queue: Queue, reporter: Reporter | NoReports) -
         if before is not None and before.cancel_requested:  # it was being cancelled anyway
             status, kind, why = "cancelled", "cancelled", f"cancelled; its {why}"
         since = item.claimed_at or item.created_at
-        runs.finish(item.run_id, status, unrun_document(item.run_id, status, kind, why, since))
+        if before is not None and before.active:  # a result the worker kept stays
+            runs.finish(item.run_id, status, unrun_document(item.run_id, status, kind, why, since))
         record = runs.get(item.run_id)
         if record is not None:
             reporter.finished(facts_of(item), dict(record.document or {}), jobs_of(record.request))

@@ -70,6 +70,7 @@ class Worker:
         self.queue = Queue(self.services.store, lease_s=self.services.settings.lease_s)
         self.workers = Workers(self.services.store)
         self.freed = asyncio.Event()
+        self.lost: set[int] = set()  # items whose lease this worker lost
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,6 +128,7 @@ class Worker:
                 lost = set()
             for item_id in lost & set(self.held):
                 log.warning("lost the lease of queue item %s: stopping its run", item_id)
+                self.lost.add(item_id)
                 self.held[item_id][1].cancel()
             await asyncio.sleep(period)
 
@@ -146,17 +148,43 @@ class Worker:
     async def _run_item(self, item: QueueItem) -> None:
         try:
             document, jobs = await self._execute(item)
-            if await asyncio.to_thread(self.queue.finish, item.id, item.fence, "done"):
-                await asyncio.to_thread(self.reporter.finished, facts_of(item), document, jobs)
-            else:
-                log.warning("queue item %s moved on while it ran: not reported", item.id)
+            await self._settle(item, "done", document, jobs)
         except asyncio.CancelledError:
-            log.info("run %s (queue item %s) stopped", item.run_id, item.id)
-        except Exception:
+            if item.id in self.lost:  # another worker may hold it now: write nothing
+                log.warning(
+                    "run %s (queue item %s) stopped: its lease was lost", item.run_id, item.id
+                )
+            else:  # drained past the grace period: the run kept itself as cancelled
+                await asyncio.shield(self._settle_kept(item, "cancelled"))
+        except Exception as exc:  # a harness failure: the run ends error, saying so
             log.exception("run %s (queue item %s) failed in the harness", item.run_id, item.id)
+            await self._settle_kept(item, "done", f"the worker could not run it: {exc}")
         finally:
             self.held.pop(item.id, None)
+            self.lost.discard(item.id)
             self.freed.set()
+
+    async def _settle(
+        self, item: QueueItem, state: str, document: dict[str, Any], jobs: list[tuple[str, str]]
+    ) -> None:
+        """Finish the item (fenced) and report the run's result; nothing when the fence
+        moved on (someone else holds the item now)."""
+        if await asyncio.to_thread(self.queue.finish, item.id, item.fence, state):
+            await asyncio.to_thread(self.reporter.finished, facts_of(item), document, jobs)
+        else:
+            log.warning("queue item %s moved on while it ran: not reported", item.id)
+
+    async def _settle_kept(self, item: QueueItem, state: str, error: str = "") -> None:
+        """Settle ``item`` with the document its run kept; with ``error``, a run left
+        active is first kept as ``error`` (a ``harness`` error saying ``error``)."""
+        record = await asyncio.to_thread(self.services.runs.get, item.run_id)
+        if record is None:
+            return
+        document = dict(record.document or {})
+        if record.active and error:
+            document = unrun_document(item.run_id, "error", "harness", error, item.created_at)
+            await asyncio.to_thread(self.services.runs.finish, item.run_id, "error", document)
+        await self._settle(item, state, document, jobs_of(record.request))
 
     async def _execute(self, item: QueueItem) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Run ``item``'s workflow under its kept run id; its final document and jobs."""
