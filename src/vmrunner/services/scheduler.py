@@ -124,12 +124,17 @@ class Scheduler:
         self.deliveries = DeliveryStore(services.store)
         self.queue = Queue(services.store, lease_s=services.settings.lease_s)
         self.runs = RunStore(services.store)
+        self._tidied = 0.0  # when claims of dead processes and expired leases were last looked at
 
     # -- one pass ----------------------------------------------------------------------------
     def process_once(self, limit: int = 20) -> int:
-        """Process up to ``limit`` received deliveries; how many were processed."""
-        self.deliveries.reclaim()
-        expire_leases(self.services, self.queue, self.reporter)
+        """Process up to ``limit`` received deliveries; how many were processed. Claims
+        of dead processes and expired leases are looked at once per :data:`POLL_S` (a
+        burst of deliveries wakes the scheduler for each; those writes need not follow)."""
+        if time.monotonic() - self._tidied >= POLL_S:
+            self._tidied = time.monotonic()
+            self.deliveries.reclaim()
+            expire_leases(self.services, self.queue, self.reporter)
         claimed = self.deliveries.claim(limit)
         for delivery in claimed:
             self.process(delivery)
