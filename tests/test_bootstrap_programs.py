@@ -63,6 +63,7 @@ INDIRECT: dict[str, tuple[str, ...]] = {
     "tests/cli/test_console_output.py::_pty_run": (),  # this Python running vmrunner
     "tests/guest/test_agent.py::test_commands_that_cannot_start.main": (),  # a file it wrote
     "tests/test_bootstrap_programs.py::_dpkg_owner": (),  # looks up PROGRAM_PACKAGE's programs
+    "tests/test_bootstrap_programs.py::test_npm_programs_are_installed_by_npm_ci": ("esbuild",),
 }  # fmt: skip
 # Programs a file runs only inside a VM (the tests run the agent with --no-poweroff).
 GUEST_ONLY = {"src/vmrunner/guest/agent.py": ("poweroff",)}
@@ -246,7 +247,7 @@ def _dpkg_owner(program: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("program", sorted(PROGRAM_PACKAGE))
+@pytest.mark.parametrize("program", sorted(p for p, pkg in PROGRAM_PACKAGE.items() if pkg != NPM))
 def test_the_mapping_names_the_package_that_ships_each_program(program: str) -> None:
     """Checked against dpkg where the program is installed here (a versioned package such
     as postgresql-15 or python3.11-minimal counts as its unversioned name)."""
@@ -254,3 +255,11 @@ def test_the_mapping_names_the_package_that_ships_each_program(program: str) -> 
     if owner is None:
         pytest.skip(f"{program} is not installed from a Debian package on this host")
     assert owner.startswith(PROGRAM_PACKAGE[program]), (program, owner)
+
+
+@pytest.mark.parametrize("program", sorted(p for p, pkg in PROGRAM_PACKAGE.items() if pkg == NPM))
+def test_npm_programs_are_installed_by_npm_ci(program: str) -> None:
+    """A program from tests/node is there after bootstrap's ``npm ci``, and runs."""
+    path = REPO / "tests" / "node" / "node_modules" / ".bin" / program
+    assert path.exists(), f"{path}: run scripts/bootstrap.sh (npm ci --prefix tests/node)"
+    assert subprocess.run([str(path), "--version"], capture_output=True, timeout=60).returncode == 0
