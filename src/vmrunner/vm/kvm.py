@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def kvm_status(cache_file: Path | None, *, refresh: bool = False) -> KvmStatus:
     status = probe_kvm()
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        # one temporary name per process and thread: runs of one worker check at once
+        tmp = cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(status.to_dict()))
         tmp.replace(cache_file)
     return status
