@@ -37,6 +37,7 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "VMRUNNER_HOME": str(home), "VMRUNNER_WEBHOOK_SECRET": SECRET,
                     "VMRUNNER_GITHUB_GIT_URL": f"file://{home}/git/{{owner}}/{{repo}}.git", **env}  # fmt: skip
+        self.env.pop("VMRUNNER_DATABASE_URL", None)  # SQLite in the home, unless given
         if db_url:
             self.env["VMRUNNER_DATABASE_URL"] = db_url
         self.settings: Settings = load_settings(env=self.env)

@@ -8,73 +8,20 @@ server process -- and then ends the run ``cancelled``, as any vmrunner process w
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from vmrunner.config import Settings, load_settings
+from api.live import ApiServer
+from vmrunner.config import Settings
 from vmrunner.results import ErrorEntry, JobEntry, RunDocument, StepEntry
 from vmrunner.services.core import RunHandle, Services
-from vmrunner.services.tokens import create_token
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DashboardServer:
-    """The server process (its own VMRUNNER_HOME), a ``Services`` over the same store,
-    and a read and a write token."""
-
-    def __init__(self, home: Path) -> None:
-        self.home, self.port = home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "VMRUNNER_HOME": str(home),
-                    "VMRUNNER_WEBHOOK_SECRET": "dashboard-test-secret"}  # fmt: skip
-        self.env.pop("VMRUNNER_DATABASE_URL", None)
-        self.settings: Settings = load_settings(env=self.env)
-        self.services = Services(self.settings)
-        self.read = create_token(self.services, "reader", "read")[1]
-        self.write = create_token(self.services, "writer", "write")[1]
-        self.log = (home.parent / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vmrunner", "serve", "--port", str(self.port), "--workers", "0"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.home.parent / "serve.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError("vmrunner serve never answered /healthz")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
-        self.services.close()
+class DashboardServer(ApiServer):
+    """The server process (its own VMRUNNER_HOME, SQLite), a ``Services`` over the same
+    store, and a read and a write token: the API tests' server (``tests/api/live.py``)."""
 
 
 def workflow_doc(run_id: str, status: str, started: float, *, failing: str = "") -> dict[str, Any]:
