@@ -32,7 +32,8 @@ from pathlib import Path
 from vmrunner.config import load_settings
 from vmrunner.images.cache import ImageCache
 from vmrunner.vm.machine import Accel, MachineSpec
-from vmrunner.vm.qemu import FAST_KERNEL_ARGS, TCG_CPU, QemuMachine
+from vmrunner.vm.qemu import QemuMachine
+from vmrunner.vm.qemu_args import FAST_KERNEL_ARGS, TCG_CPU
 
 
 def pct(values: list[float], p: float) -> float:

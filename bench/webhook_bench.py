@@ -1,6 +1,6 @@
 """Webhook intake, as GitHub sees it: signed deliveries sent to a real ``vmrunner serve``
 (the delivery committed to the store before the 202; the scheduler planning kept
-deliveries in the same process meanwhile, as in production) against a bare FastAPI
+deliveries meanwhile in serve's background process, as in production) against a bare FastAPI
 endpoint on uvicorn that answers 202 without storing, in the same run. Whole HTTP round
 trips from a client process on 127.0.0.1; prints deliveries/s and p50/p99 ack latency.
 The pushes name a repository that is not there (``github_git_url`` is a ``file://``
@@ -134,7 +134,9 @@ def _run(args: argparse.Namespace) -> None:
     try:
         asyncio.run(_send(ours, 100, args.clients, "warm"))
         asyncio.run(_send(bare, 100, args.clients, "warm"))
-        print(f"{args.n} signed deliveries, {args.clients} concurrent clients, one server process")
+        print(
+            f"{args.n} signed deliveries, {args.clients} concurrent clients; serve = its HTTP process + its background process"
+        )
         r_bare = _line(
             "bare FastAPI (no store)", *asyncio.run(_send(bare, args.n, args.clients, "b"))
         )

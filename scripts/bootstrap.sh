@@ -10,7 +10,7 @@ SUDO=""
 # system): tests/test_bootstrap_programs.py checks it.
 PKGS=(
   qemu-system-x86 qemu-utils mmdebstrap busybox-static e2fsprogs iproute2 nftables
-  util-linux python3 python3-venv python3-pip postgresql nix-bin git cpio procps nodejs
+  util-linux uidmap python3 python3-venv python3-pip postgresql nix-bin git cpio procps nodejs
   chromium  # tests/dashboard: Playwright drives /usr/bin/chromium (it cannot fetch its own)
 )
 missing=()
@@ -26,6 +26,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]}" >&2
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Image builds run recipe code (maintainer scripts, `run:` commands) in a user namespace
+# where root is root's subordinate id range (vmrunner.images.idmap): give root a range of
+# 65536 ids in /etc/subuid and /etc/subgid, after every range already there.
+for f in /etc/subuid /etc/subgid; do
+  [ -e "$f" ] || $SUDO touch "$f"
+  if ! grep -q '^root:' "$f"; then
+    start=$(awk -F: 'BEGIN { m = 100000 } $2 + $3 > m { m = $2 + $3 } END { print m }' "$f")
+    echo "root:$start:65536" | $SUDO tee -a "$f" >/dev/null
+  fi
+done
+# The system user QEMU runs as when vmrunner runs as root (the qemu_user setting, "auto"):
+# no home, no login, its own group, and kvm (for /dev/kvm) when that group exists.
+if ! getent passwd vmrunner-qemu >/dev/null; then
+  $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin vmrunner-qemu
+fi
+if getent group kvm >/dev/null && ! id -nG vmrunner-qemu | tr ' ' '\n' | grep -qx kvm; then
+  $SUDO usermod -a -G kvm vmrunner-qemu
 fi
 # The tests' npm packages (GitHub's workflow parser, for the differential test of
 # `vmrunner check`), pinned by tests/node/package-lock.json.

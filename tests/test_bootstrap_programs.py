@@ -42,14 +42,19 @@ INDIRECT: dict[str, tuple[str, ...]] = {
     "src/vmrunner/procs.py::require_tool": (),
     "src/vmrunner/procs.py::run_tool": (),
     "src/vmrunner/procs.py::spawn_vmm": (),
+    "src/vmrunner/services/background.py::Background.start": (),  # sys.executable -m vmrunner
     "src/vmrunner/procs.py::run_capture": (),
     "src/vmrunner/procs.py::stream_tool": (),
     "src/vmrunner/procs.py::run_probe": (),
     # the agent runs the argv its channel sends: in a VM, or on the host in tests/guest
     "src/vmrunner/guest/agent.py::ExecJob._run": (),
-    "src/vmrunner/images/builder.py::mmdebstrap": ("unshare", "mmdebstrap"),
+    "src/vmrunner/images/builder.py::mmdebstrap": ("unshare", "mmdebstrap", "newuidmap",
+                                                   "newgidmap"),
+    "src/vmrunner/images/layers.py::_sandboxed": ("unshare", "python3", "newuidmap",
+                                                  "newgidmap", "sh"),
+    "src/vmrunner/images/idmount.py::main": (),  # the argv of layers.py::_sandboxed
     "src/vmrunner/vm/qemu.py::QemuMachine._create_disk": ("qemu-img",),
-    "src/vmrunner/vm/qemu.py::QemuMachine._launch": ("qemu-system-x86_64", "nsenter"),
+    "src/vmrunner/vm/qemu.py::QemuMachine._spawn": ("qemu-system-x86_64",),
     "src/vmrunner/systest/nix.py::nix_build": ("nix",),
     "src/vmrunner/vm/netns.py::_nft": ("nft", "nsenter"),
     "tests/vm/test_netns_firewall.py::sh": ("ip", "nsenter", "nft"),
@@ -77,13 +82,13 @@ PROGRAM_PACKAGE = {
     "cpio": "cpio", "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap", "busybox": "busybox-static", "mkfs.ext4": "e2fsprogs",
     "ip": "iproute2", "nft": "nftables", "nsenter": "util-linux", "unshare": "util-linux",
-    "runuser": "util-linux", "nix": "nix-bin", "git": "git", "python3": "python3",
+    "runuser": "util-linux", "setpriv": "util-linux", "nix": "nix-bin", "git": "git", "python3": "python3",
     "initdb": "postgresql", "pg_ctl": "postgresql", "apt-get": "apt", "apt-cache": "apt",
     "dpkg-deb": "dpkg", "tar": "tar", "sh": "dash", "bash": "bash", "chroot": "coreutils",
     "env": "coreutils", "sleep": "coreutils", "cat": "coreutils", "touch": "coreutils",
     "true": "coreutils", "date": "coreutils", "mkdir": "coreutils", "printf": "coreutils",
     "rm": "coreutils", "kill": "procps", "dpkg-query": "dpkg", "node": "nodejs",
-    "dd": "coreutils", "esbuild": NPM,
+    "dd": "coreutils", "esbuild": NPM, "newuidmap": "uidmap", "newgidmap": "uidmap",
 }  # fmt: skip
 # Debian's Essential (and apt) packages: on every Debian 12 system, bootstrap or not.
 BASE_SYSTEM = frozenset({"coreutils", "dash", "bash", "dpkg", "apt", "util-linux", "tar",

@@ -36,7 +36,7 @@ from vmrunner.cli_base import (
 from vmrunner.cli_learn import learn_app
 from vmrunner.cli_run import run_command
 from vmrunner.cli_runs import runs_app
-from vmrunner.cli_serve import serve, worker
+from vmrunner.cli_serve import serve, serve_background, worker
 from vmrunner.cli_tokens import token_app
 from vmrunner.errors import VmrunnerError
 
@@ -58,6 +58,7 @@ app.add_typer(runs_app, name="runs")
 runs_app.command("artifacts")(artifacts_cmd)
 app.command("serve")(serve)
 app.command("worker")(worker)
+app.command("serve-background", hidden=True)(serve_background)
 app.add_typer(token_app, name="token")
 app.add_typer(init_app, name="init")
 app.command("mcp")(mcp_command)
@@ -415,12 +416,22 @@ def check(
         list[Path] | None, typer.Argument(help="Files or directories (default .github/workflows).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    fetch_actions: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-actions",
+            help="Fetch remote actions missing from the action cache (through github_git_url) "
+            "to check the inputs steps give them.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate workflow files the way GitHub does: one FILE:LINE:COL: message per error."""
+    """Validate workflow files the way GitHub does: one FILE:LINE:COL: message per error.
+    The inputs of remote actions in vmrunner's action cache are checked against their
+    action.yml; an action not there is a note ("not checked"), never an error."""
     from vmrunner.services.checks import check_paths
 
     try:
-        found = check_paths(paths or [], Path.cwd())
+        found = check_paths(paths or [], Path.cwd(), fetch_actions=fetch_actions)
     except VmrunnerError as exc:
         raise _fail(exc) from exc
     errors = [d for d in found if d.severity == "error"]
@@ -429,7 +440,7 @@ def check(
         print(json.dumps({"ok": not errors, "diagnostics": items}, indent=2))
     else:
         for d in found:
-            print(d.format() if d.severity == "error" else f"{d.format()} (warning)")
+            print(d.format() if d.severity == "error" else f"{d.format()} ({d.severity})")
     raise typer.Exit(1 if errors else 0)
 
 

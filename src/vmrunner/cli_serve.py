@@ -29,8 +29,11 @@ def serve(
     """The GitHub runner service: POST /webhook (signature checked, every delivery kept
     before it is acknowledged), the scheduler that queues the workflows a delivery
     triggers at its commit, a local worker that runs them in VMs, and the reports to
-    GitHub (commit statuses with github_token, check runs with a GitHub App). Needs
-    webhook_secret. SIGTERM drains: nothing new starts, running runs finish."""
+    GitHub (commit statuses with github_token, check runs with a GitHub App), the HTTP
+    API and dashboard, and the MCP tools of 'vmrunner mcp' at /mcp (streamable HTTP,
+    stateless; bearer tokens: read, or write for the tools that run or cancel things;
+    recipes as text, no repository paths). Needs webhook_secret. SIGTERM drains:
+    nothing new starts, running runs finish."""
     from vmrunner.services.server import run_server
 
     if workers is not None and workers < 0:
@@ -59,5 +62,20 @@ def worker(
     try:
         with _services(reap_vms=True) as services:
             asyncio.run(run_worker(services, capacity, grace_s=grace))
+    except VmrunnerError as exc:
+        raise _fail(exc) from exc
+
+
+def serve_background(
+    workers: Annotated[int | None, typer.Option("--workers")] = None,
+    grace: Annotated[float, typer.Option()] = 300.0,
+) -> None:
+    """Internal: the background process 'vmrunner serve' starts (scheduler, reports,
+    local worker); stdin is a pipe from serve."""
+    from vmrunner.services.server import run_background
+
+    try:
+        with _services(reap_vms=True) as services:
+            asyncio.run(run_background(services, workers, grace))
     except VmrunnerError as exc:
         raise _fail(exc) from exc

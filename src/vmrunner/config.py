@@ -72,6 +72,13 @@ class Settings:
     # files one copy-out may bring to the host
     vm_disk_max_mib: int = 8192
     copy_out_max_mib: int = 8192
+    # the user QEMU runs as: "auto" (vmrunner-qemu when vmrunner runs as root and that
+    # user exists, else the invoking user), a user name, or "" / "self" (the invoking user)
+    qemu_user: str = "auto"
+    # RUNNER_TOOL_CACHE kept across the VMs of an image (under cache_dir/tool-cache): what
+    # a job adds is kept, at most tool_cache_max_mib per image (the oldest versions go)
+    tool_cache: bool = False
+    tool_cache_max_mib: int = 2048
 
     @property
     def vms_dir(self) -> Path:
@@ -120,10 +127,12 @@ _KEYS = {f.name for f in dataclasses.fields(Settings)}
 _ENV_KEYS = (
     "webhook_secret", "webhook_secret_file", "github_token", "github_app_id",
     "github_app_private_key_file", "github_api_url", "github_git_url", "public_url",
-    "lease_s", "requeue_lost",
+    "lease_s", "requeue_lost", "qemu_user", "tool_cache", "tool_cache_max_mib",
 )  # fmt: skip
 """Settings also read from the environment as ``VMRUNNER_<KEY>``."""
-_AT_LEAST_ONE = ("vm_disk_max_mib", "copy_out_max_mib")
+_AT_LEAST_ONE = ("vm_disk_max_mib", "copy_out_max_mib", "tool_cache_max_mib")
+_BOOLEANS = ("tool_cache",)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def _config_file(env: Mapping[str, str]) -> Path:
@@ -144,6 +153,8 @@ def _coerce(key: str, value: Any) -> Any:
         if not 1.0 <= seconds <= 3600.0:
             raise ConfigError(f"{key} must be between 1 and 3600 seconds, got {value!r}")
         return seconds
+    if key in _BOOLEANS:
+        return _boolean(key, value)
     if key in (
         "cpus", "memory_mib", "lesson_min_occurrences", "max_parallel", "max_vms", "requeue_lost",
         *_AT_LEAST_ONE,
@@ -166,6 +177,15 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"label_images must be a table of label = image, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
     return str(value)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
 
 
 def parse_allow(values: Any, where: str = "network_allow") -> tuple[str, ...]:

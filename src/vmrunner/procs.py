@@ -185,15 +185,26 @@ def vmm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the forked child
+
+
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _then_pdeathsig(first: Callable[[], None]) -> Callable[[], None]:
+def set_parent_death_signal() -> None:
+    """SIGKILL this process when its parent dies; for ``preexec_fn`` (between fork and
+    exec, from the event loop's thread: the signal fires when the forking thread ends)."""
+    _set_pdeathsig()
+
+
+def _vmm_setup(first: Callable[[], None] | None, parent: int) -> Callable[[], None]:
     def setup() -> None:  # runs in the child between fork and exec
-        first()
-        _set_pdeathsig()
+        if first is not None:
+            first()
+        _set_pdeathsig()  # last: a change of credentials clears it
+        if os.getppid() != parent:  # vmrunner died before the signal was set
+            os._exit(1)
 
     return setup
 
@@ -213,8 +224,12 @@ async def spawn_vmm(
     guest to boot. Must be called from the event loop's (main) thread: the
     parent-death signal fires when the forking thread ends. The signal survives
     ``execve``, so a launcher script that ``exec``s QEMU keeps it. ``preexec`` runs in
-    the child before the signal is set (limits, credentials: see ``vm.sandbox``).
+    the child before the signal is set (limits, credentials: see ``vm.sandbox``): the
+    kernel clears the signal whenever the credentials change, so it must come last.
+    ``pass_fds`` are inherited under the same numbers. A failing ``preexec`` raises
+    ``subprocess.SubprocessError``.
     """
+    parent = os.getpid()
     with log.open("ab") as fh:
         try:
             return await asyncio.create_subprocess_exec(
@@ -225,7 +240,7 @@ async def spawn_vmm(
                 start_new_session=True,
                 pass_fds=tuple(pass_fds),
                 env=vmm_env() if env is None else dict(env),
-                preexec_fn=_set_pdeathsig if preexec is None else _then_pdeathsig(preexec),
+                preexec_fn=_vmm_setup(preexec, parent),
             )
         except FileNotFoundError as exc:
             raise ToolMissingError(argv[0], "install qemu-system-x86") from exc

@@ -204,6 +204,7 @@ def test_an_active_run_serves_its_record(srv: ApiServer) -> None:
 def test_unknown_runs_are_404(srv: ApiServer) -> None:
     with srv.client(srv.write) as c:
         for r in (c.get("/api/v1/runs/999999"), c.get("/api/v1/runs/not-a-number"),
+                  c.get("/api/v1/runs/%C2%B9"), c.post("/api/v1/runs/%C2%B9/cancel"),  # "¹": a digit, not ASCII
                   c.get("/api/v1/runs/999999/logs"), c.get("/api/v1/runs/999999/explain"),
                   c.post("/api/v1/runs/999999/cancel"), c.post("/api/v1/runs/999999/rerun"),
                   c.get("/api/v1/runs/999999/logs", headers={"Accept": "text/event-stream"})):  # fmt: skip

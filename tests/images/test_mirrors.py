@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmrunner.config import load_settings
 from vmrunner.errors import ConfigError
 from vmrunner.images.builder import mmdebstrap_argv
+from vmrunner.images.idmap import IdRange
 from vmrunner.images.recipe import (
     BUILTIN_RECIPES,
     DEFAULT_MIRROR,
@@ -52,7 +53,7 @@ def test_the_builtin_image_bootstraps_from_the_configured_mirrors(
 ) -> None:
     settings = load_settings(env=_settings_file(tmp_path, main, security))
     recipe = builtin_recipes(mirrors_from(settings))["debian"]
-    argv = mmdebstrap_argv(recipe, tmp_path / "base.tar")
+    argv = mmdebstrap_argv(recipe, tmp_path / "base.tar", ids=IdRange(100000, 200000))
     i = argv.index(str(tmp_path / "base.tar"))
     assert argv[i - 1] == "bookworm"
     assert argv[i + 1 :] == _expected_sources(main, security)
@@ -66,7 +67,7 @@ def test_a_systest_recipe_bootstraps_from_the_configured_mirrors(tmp_path: Path)
     extra = "deb http://127.0.0.1:9/extra bookworm main"
     text = f'name: web\npackages: [nginx]\nsources: ["{extra}"]\n'
     recipe = load_text(text, "web.yml", mirrors_from(settings)).image
-    argv = mmdebstrap_argv(recipe, tmp_path / "t.tar")
+    argv = mmdebstrap_argv(recipe, tmp_path / "t.tar", ids=IdRange(100000, 200000))
     assert argv[argv.index(str(tmp_path / "t.tar")) + 1 :] == [
         *_expected_sources(main, security),
         extra,
@@ -91,6 +92,7 @@ _url = st.builds(lambda scheme, host, path: f"{scheme}://{host}/{path}",
                  st.from_regex(r"[a-z0-9/_-]{0,20}", fullmatch=True))  # fmt: skip
 
 
+@settings(deadline=None)  # digests read the guest files: no timing on a shared machine
 @given(a=st.tuples(_url, _url), b=st.tuples(_url, _url))
 def test_different_mirrors_give_different_image_and_base_keys(
     a: tuple[str, str], b: tuple[str, str]

@@ -90,9 +90,18 @@ def test_node_actions_at_a_tag_branch_and_sha_with_pre_post_state_and_composite(
     assert summaries["j"].result == "success", env.errors
     job = _entries(env)["j"][0]
     names = [s.name for s in job.steps]
-    # pre scripts run first (one per top-level use of greet), posts last, in reverse order
-    assert names[:4] == ["Pre Run acme/greet@v1", "Pre Run acme/greet@main",
-                         f"Pre Run acme/greet@{shas['acme/greet'][0]}", "Pre Run acme/greet@v1"]  # fmt: skip
+    # pre scripts run first (one per use of greet, the one nested in combo too, in step
+    # order), posts last, in reverse order
+    assert names[:5] == ["Pre Run acme/greet@v1", "Pre Run acme/greet@main",
+                         f"Pre Run acme/greet@{shas['acme/greet'][0]}", "Pre Run acme/greet@v1",
+                         "Pre Run acme/greet@v1"]  # fmt: skip
+    assert [s.id for s in job.steps[:5]] == [
+        "pre-tag",
+        "pre-branch",
+        "pre-sha",
+        "pre-g",
+        "pre-fails",
+    ]
     posts = [n for n in names if n.startswith("Post ")]
     assert posts == ["Post Run acme/greet@v1", "Post Run acme/greet@v1", f"Post Run acme/greet@{shas['acme/greet'][0]}",
                      "Post Run acme/greet@main", "Post Run acme/greet@v1"]  # fmt: skip
@@ -119,8 +128,9 @@ def test_node_actions_at_a_tag_branch_and_sha_with_pre_post_state_and_composite(
     post_logs = [s.log_tail for s in job.steps if s.name.startswith("Post ")]
     assert "post saw pre-one main-one" in post_logs[0]
     assert "post saw pre-two main-two" in post_logs[3]
-    # the composite's nested greet has no pre (GitHub runs pre only for the job's steps)
-    assert "post saw  main-one" in post_logs[1]
+    # the greet nested in the composite had its pre too, whose state reached its main and post
+    assert "post saw pre-one main-one" in post_logs[1]
+    assert "main one: pre state=pre-one" in steps["combo"].log_tail
     assert "combo ran at" in steps["combo"].log_tail
 
 

@@ -111,5 +111,8 @@ def test_node_and_composite_actions_run_in_the_vm(run: dict[str, Any]) -> None:
     assert [p["outcome"] for p in posts] == ["success"] * 4
     assert "post saw pre-one main-one" in posts[0]["log_tail"]  # the failed main's post
     assert "post saw pre-two main-two" in posts[2]["log_tail"]
+    # the greet nested in combo had its pre at the start of the job too, as on GitHub
+    assert [s["id"] for s in job["steps"][:4]] == ["pre-tag", "pre-sha", "pre-g", "pre-fails"]
+    assert "post saw pre-one main-one" in posts[1]["log_tail"]
     assert job["steps"][-4:] == posts
     assert "mode -r--r--r--" in report["log_tail"]  # copied in read-only

@@ -78,8 +78,9 @@ class Deployment:
         return subprocess.Popen([sys.executable, "-m", "vmrunner", *args], env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
-    def serve(self) -> None:
-        self.server = self._spawn("serve", "--port", str(self.port), "--workers", "0")
+    def serve(self, workers: int = 0) -> None:
+        self.server = self._spawn("serve", "--port", str(self.port), "--workers", str(workers),
+                                  "--grace", "60")  # fmt: skip
         url = f"http://127.0.0.1:{self.port}/healthz"
 
         def up() -> bool:
@@ -293,3 +294,27 @@ def test_sigterm_drains_a_worker_its_run_finishes_and_nothing_new_starts(
     states = dict(d.rows("SELECT delivery_id, state FROM queue"))
     assert states == {"drain-1": "done", "drain-2": "pending"}, "nothing new was claimed"
     assert d.rows("SELECT id FROM workers") == [], "the worker left the registry"
+
+
+def test_sigterm_of_serve_drains_its_local_worker_the_run_finishes(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """serve's local worker lives in serve's background process: SIGTERM of serve (its
+    process group only) drains that process too, and serve exits 0 once the run ends."""
+    d = deployment
+    sha = d.origin.commit({".github/workflows/slow.yml": SLOW.replace("sleep 25", "sleep 8")})
+    d.serve(workers=1)
+    assert d.post("push", d.origin.push(sha), "serve-drain").status_code == 202
+    log = _wait(
+        "the run's directory",
+        lambda: next(iter((tmp_path / "state" / "runs").glob("*/output.log")), None),
+    )
+    _wait("the slow step to start", lambda: "started-slow-step" in log.read_text())
+    assert d.server is not None
+    os.killpg(d.server.pid, signal.SIGTERM)
+    time.sleep(1)
+    assert d.server.poll() is None, "serve drains: its running run goes on"
+    assert d.server.wait(timeout=180) == 0
+    [(status,)] = d.rows("SELECT status FROM runs")
+    assert status == "success"
+    assert _qemu_of(tmp_path / "state") == []

@@ -185,9 +185,9 @@ def test_hanging_unit_times_out_the_boot_with_partial_results(
     assert "systemd-journald.service" in err["active_units"]
     assert "fine.service" in err["active_units"]
     boot = next(p for p in doc["phases"] if p["name"] == "boot")
-    assert boot["duration_s"] < 60 + 8, boot
+    assert boot["duration_s"] < 60 + 30, boot  # the deadline, then the unit lists (<= 25 s)
     build = sum(p["duration_s"] for p in doc["phases"] if p["name"] in ("build", "install"))
-    assert time.monotonic() - started < build + 60 + 20
+    assert time.monotonic() - started < build + 60 + 60
     nothing_left(state_dir)
 
 

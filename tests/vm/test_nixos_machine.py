@@ -11,13 +11,14 @@ import pytest
 from vmrunner.errors import VmStartError
 from vmrunner.vm.machine import Accel
 from vmrunner.vm.nixos import find_run_script, qemu_opts, run_script_env
-from vmrunner.vm.qemu import AGENT_PORT_NAME
+from vmrunner.vm.qemu_args import AGENT_PORT_NAME
+from vmrunner.vm.vmfds import CONSOLE_SET, ChannelFds
 
 
 @pytest.mark.parametrize("accel", [Accel.TCG, Accel.KVM])
 def test_env_points_every_file_into_the_vm_directory(tmp_path: Path, accel: Accel) -> None:
-    vmdir, sockdir = tmp_path / "vm-1", Path("/tmp/vmrunner-0/s1")
-    env = run_script_env(vmdir, sockdir, accel, {"PATH": "/usr/bin", "HOME": "/root"})
+    vmdir, chans = tmp_path / "vm-1", ChannelFds(console=7, qmp=8, agent=9)
+    env = run_script_env(vmdir, chans, accel, {"PATH": "/usr/bin", "HOME": "/root"})
     assert env["PATH"] == "/usr/bin" and env["HOME"] == "/root"
     assert env["NIX_DISK_IMAGE"] == str(vmdir / "disk.qcow2")
     assert env["TMPDIR"] == str(vmdir / "tmp") and env["USE_TMPDIR"] == "1"
@@ -27,12 +28,13 @@ def test_env_points_every_file_into_the_vm_directory(tmp_path: Path, accel: Acce
         "systemd.show_status=1",
     ]
     opts = env["QEMU_OPTS"].split()  # the script splits it on white space, unquoted
-    assert opts == qemu_opts(vmdir, sockdir, accel)
+    assert opts == qemu_opts(vmdir, chans, accel)
     assert opts[:2] == ["-machine", f"accel={accel.value}"]
     assert "-no-reboot" in opts
-    assert f"file,id=vmr-console,path={vmdir}/console.log" in opts
-    assert f"socket,id=vmr-qmp,path={sockdir}/qmp.sock" in opts
-    assert f"socket,id=vmr-agent,path={sockdir}/agent.sock" in opts
+    # the channels are vmrunner's descriptors: the console log through an fd set
+    assert f"fd=7,set={CONSOLE_SET},opaque={vmdir}/console.log" in opts
+    assert f"file,id=vmr-console,path=/dev/fdset/{CONSOLE_SET},append=on" in opts
+    assert "socket,id=vmr-qmp,fd=8" in opts and "socket,id=vmr-agent,fd=9" in opts
     port = opts[
         opts.index("virtserialport,bus=vmr-serial.0,chardev=vmr-agent,name=" + AGENT_PORT_NAME) - 1
     ]
@@ -41,7 +43,7 @@ def test_env_points_every_file_into_the_vm_directory(tmp_path: Path, accel: Acce
 
 def test_env_refuses_paths_with_white_space(tmp_path: Path) -> None:
     with pytest.raises(VmStartError, match="white space"):
-        run_script_env(tmp_path / "my vm", tmp_path, Accel.TCG, {})
+        run_script_env(tmp_path / "my vm", ChannelFds(3, 4, 5), Accel.TCG, {})
 
 
 def _out(tmp_path: Path, *names: str, mode: int = 0o755) -> Path:
@@ -74,5 +76,5 @@ def test_find_run_script(
 
 
 def test_opts_survive_the_scripts_word_splitting(tmp_path: Path) -> None:
-    env = run_script_env(tmp_path, tmp_path, Accel.TCG, {})
+    env = run_script_env(tmp_path, ChannelFds(3, 4, 5), Accel.TCG, {})
     assert shlex.split(env["QEMU_OPTS"]) == env["QEMU_OPTS"].split()

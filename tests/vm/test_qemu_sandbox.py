@@ -1,5 +1,5 @@
-"""QEMU runs sandboxed: a scrubbed environment, ``-sandbox on`` (seccomp), and -- without
-snapshots, as root, with the ``vmrunner`` user present -- as that unprivileged user.
+"""QEMU runs sandboxed: a scrubbed environment, ``-sandbox on`` (seccomp), and as the user
+the ``qemu_user`` setting names (tests/vm/test_qemu_user.py for that user's confinement).
 Checked on the live QEMU process of a real ``vmrunner exec`` (its /proc entry)."""
 
 from __future__ import annotations
@@ -15,23 +15,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import vmrunner
+from vmrunner.config import load_settings
 from vmrunner.procs import VMM_ENV_KEEP, vmm_env
-from vmrunner.vm.sandbox import sandbox_args
+from vmrunner.vm.sandbox import resolve_qemu_user, sandbox_args
 
 CANARY = "VMRUNNER_TEST_CANARY_TOKEN"
 
 
-@pytest.mark.parametrize(
-    ("spawn", "run_as", "expected"),
-    [
-        (False, None, ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]),
-        (True, None, ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny"]),
-        (False, "vmrunner", ["-sandbox", "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny",
-                             "-runas", "vmrunner"]),
-    ],
-)  # fmt: skip
-def test_sandbox_args(spawn: bool, run_as: str | None, expected: list[str]) -> None:
-    assert sandbox_args(spawn=spawn, run_as=run_as) == expected
+def test_sandbox_args() -> None:
+    # snapshots migrate through a passed descriptor, and QEMU's user is set before exec
+    # (never -runas): no new processes, no privilege changes, ever
+    assert sandbox_args() == [
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+    ]  # fmt: skip
 
 
 @given(st.dictionaries(st.text(min_size=1), st.text()))
@@ -86,7 +82,9 @@ def test_live_qemu_is_sandboxed_and_sees_no_secret(
     assert {e.split(b"=")[0] for e in environ.split(b"\0") if e} <= {b"PATH", b"HOME", b"LANG",
                                                                        b"LC_ALL", b"TZ"}  # fmt: skip
     assert status["Seccomp"] == "2"  # filter mode: -sandbox on
-    # QEMU keeps vmrunner's user: -runas would clear its parent-death signal
-    assert int(status["Uid"].split()[0]) == os.geteuid()
+    # QEMU runs as the qemu_user setting says (dropped before exec, never with -runas,
+    # which would clear its parent-death signal: tests/vm/test_qemu_user.py)
+    creds = resolve_qemu_user(load_settings(env=vm_env).qemu_user)
+    assert int(status["Uid"].split()[0]) == (os.geteuid() if creds is None else creds.uid)
     assert vmrunner(["gc", "--json"], vm_env).returncode == 0
     assert _qemu_pid(state_dir) is None

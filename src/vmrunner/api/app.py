@@ -11,6 +11,8 @@
 - ``GET /metrics``: Prometheus text; open (aggregate counts only, no names or secrets).
 - ``/api/v1/...`` (``api.v1``, ``api.v1_ops``): runs, logs, queue, hosts, learning;
   bearer tokens (read scope for GETs, write for POSTs). ``/openapi.json``, ``/docs``.
+- ``/mcp``: the MCP server over streamable HTTP, stateless, behind the same bearer
+  tokens (``api.mcp``).
 - The dashboard (``vmrunner.dashboard``).
 
 Errors are JSON ``{"error": {"kind", "message", ...}}``, never a stack trace
@@ -29,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from vmrunner.api import errors, v1, v1_ops
+from vmrunner.api.mcp import mount as mount_mcp
 from vmrunner.api.metrics import CONTENT_TYPE, Metrics
 from vmrunner.api.models import Ready
 from vmrunner.dashboard import mount as mount_dashboard
@@ -119,5 +122,6 @@ def create_app(
     app.include_router(v1_ops.router)
     described = app.openapi
     app.openapi = lambda: v1.tidy_openapi(described())  # type: ignore[method-assign]
+    mount_mcp(app, services)
     mount_dashboard(app, services)
     return app

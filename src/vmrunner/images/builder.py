@@ -1,8 +1,11 @@
 """Build an image from a recipe: mmdebstrap, guest files, ext4 disk, kernel, initramfs.
 
 Runs host tools through ``vmrunner.procs.run_tool`` (each with a timeout, its
-argv and output tail in any error). Needs root: mmdebstrap's root mode writes a
-directory with real ownership, which ``mkfs.ext4 -d`` then copies into the disk.
+argv and output tail in any error). Needs root and root's subordinate id range
+(:mod:`.idmap`): the image tree keeps real ownership on the host, which
+``mkfs.ext4 -d`` copies into the disk, while every program of the image or the recipe
+(mmdebstrap's maintainer scripts, depmod, the agent's byte-compilation, the recipe's
+layers) runs as root of a user namespace mapped to that unprivileged range.
 
 A build follows a ``CancelToken``: once it is set, the running tool's process
 group is killed at once and ``BuildCancelledError`` unwinds the build. mmdebstrap
@@ -25,9 +28,10 @@ from pathlib import Path
 
 from vmrunner.cancel import CancelToken, check
 from vmrunner.errors import ImageBuildError
+from vmrunner.images.idmap import IdRange, build_env, build_range, userns_argv
 from vmrunner.images.initramfs import build_initramfs
 from vmrunner.images.kernel import KernelFiles, fetch_kernel
-from vmrunner.images.layers import apply_layers
+from vmrunner.images.layers import apply_layers, run_in_image
 from vmrunner.images.manifest import Progress, write_manifest
 from vmrunner.images.recipe import Recipe
 from vmrunner.procs import require_tool, run_tool
@@ -70,26 +74,35 @@ def _symlink(path: Path, target: str) -> None:
 
 
 @contextlib.contextmanager
-def mmdebstrap_tmpdir() -> Iterator[Path]:
-    """A fresh directory for mmdebstrap's temporary root, removed afterwards. Named
-    ``MMDEBSTRAP_TMP_PREFIX<pid>-<random>`` for ``gc``; readable by apt's ``_apt`` user."""
+def mmdebstrap_tmpdir(ids: IdRange) -> Iterator[Path]:
+    """A fresh directory for mmdebstrap's temporary root and its tarball, removed afterwards.
+    Named ``MMDEBSTRAP_TMP_PREFIX<pid>-<random>`` for ``gc``; owned by root of ``ids`` (who
+    runs mmdebstrap) and readable by apt's ``_apt`` user."""
     path = Path(tempfile.mkdtemp(prefix=f"{MMDEBSTRAP_TMP_PREFIX}{os.getpid()}-"))
     try:
         path.chmod(0o755)
+        os.chown(path, ids.uid, ids.gid)
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def mmdebstrap_argv(
-    recipe: Recipe, tarball: Path, *, mmdebstrap: str = "mmdebstrap", unshare: str = "unshare"
+    recipe: Recipe,
+    tarball: Path,
+    *,
+    ids: IdRange,
+    mmdebstrap: str = "mmdebstrap",
+    unshare: str = "unshare",
 ) -> list[str]:
-    """The command that bootstraps ``recipe`` into ``tarball`` (pure): mmdebstrap in root
-    mode in a private mount namespace, its apt sources those of ``recipe.sources()`` (the
-    recipe's mirrors, then its extra sources)."""
+    """The command that bootstraps ``recipe`` into ``tarball`` (pure): mmdebstrap as root of a
+    user namespace mapped to ``ids`` (so the packages' maintainer scripts never run as the
+    host's root), with a private mount namespace, its apt sources those of
+    ``recipe.sources()`` (the recipe's mirrors, then its extra sources). Its unshare mode
+    (which, run as root, adds no user namespace of its own) needs no host privilege."""
     return [
-        unshare, "--mount", "--propagation", "private", "--",
-        mmdebstrap, "--mode=root", "--variant=minbase",
+        *userns_argv(unshare, ids), "--mount", "--propagation", "private", "--",
+        mmdebstrap, "--mode=unshare", "--variant=minbase",
         f"--include={','.join(recipe.all_packages())}",
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*",
@@ -100,18 +113,26 @@ def mmdebstrap_argv(
 
 
 def mmdebstrap(recipe: Recipe, tarball: Path, log: Path, cancel: CancelToken | None = None) -> None:
-    """Bootstrap the root file system into ``tarball`` with mmdebstrap (root mode).
+    """Bootstrap the root file system into ``tarball`` with mmdebstrap, as root of the build's
+    unprivileged id range (:mod:`.idmap`).
 
     mmdebstrap mounts /proc, /sys and /dev into its temporary root; it runs in a
     private mount namespace, so the mounts are never seen on the host and go with it
-    even when it is killed.
+    even when it is killed. It writes the tarball into its own temporary directory (the
+    unprivileged ids cannot write the image cache); it is moved to ``tarball`` afterwards.
+    ``file://`` sources must be readable by every user (they are read by the build's ids).
     """
     tool = require_tool("mmdebstrap", "apt-get install mmdebstrap")
     unshare = require_tool("unshare", "apt-get install util-linux")
-    argv = mmdebstrap_argv(recipe, tarball, mmdebstrap=tool, unshare=unshare)
-    with mmdebstrap_tmpdir() as tmpdir:
-        env = {**os.environ, "TMPDIR": str(tmpdir)}
+    require_tool("newuidmap", "apt-get install uidmap")
+    ids = build_range()
+    with mmdebstrap_tmpdir(ids) as tmpdir:
+        out = tmpdir / "base.tar"
+        argv = mmdebstrap_argv(recipe, out, ids=ids, mmdebstrap=tool, unshare=unshare)
+        env = {**build_env(str(tmpdir), proxies=True), "TMPDIR": str(tmpdir)}
         run_tool(argv, timeout=1800, what="mmdebstrap", log=log, env=env, cancel=cancel)
+        shutil.move(out, tarball)
+        os.chown(tarball, 0, 0)
 
 
 def install_guest_files(
@@ -138,20 +159,9 @@ def install_guest_files(
     if modules.exists():
         shutil.rmtree(modules)
     shutil.copytree(kernel.modules_dir, modules, symlinks=True)
-    run_tool(
-        ["chroot", str(rootfs), "depmod", "-a", kernel.version],
-        timeout=300,
-        what="depmod",
-        log=log,
-        cancel=cancel,
-    )
-    run_tool(
-        ["chroot", str(rootfs), "python3", "-m", "py_compile", "/usr/lib/vmrunner/agent.py"],
-        timeout=300,
-        what="py_compile agent",
-        log=log,
-        cancel=cancel,
-    )
+    run_in_image(rootfs, ["depmod", "-a", kernel.version], "depmod", log, cancel)
+    compile_agent = ["python3", "-m", "py_compile", "/usr/lib/vmrunner/agent.py"]
+    run_in_image(rootfs, compile_agent, "py_compile agent", log, cancel)
 
 
 def make_disk(
@@ -219,7 +229,8 @@ def build_image(
     is called once the root file system is complete, before it is written to the disk image.
     """
     if os.geteuid() != 0:
-        raise ImageBuildError("building an image needs root (mmdebstrap root mode, chroot)")
+        raise ImageBuildError("building an image needs root (user namespaces, mounts, chroot)")
+    build_range()  # fails early, naming scripts/bootstrap.sh, when the id range is missing
     started = time.monotonic()
     out.mkdir(parents=True)
     log = out / "build.log"

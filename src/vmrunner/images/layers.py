@@ -2,23 +2,34 @@
 
 Runs after ``install_guest_files``, in this order: users (so that files can be
 owned by them), files, units, then the run commands. Each run command -- and each of the
-image's programs that apply users, owners and units -- runs in a sandbox: ``unshare`` makes a
-private mount namespace and a PID namespace, mounts /proc, /sys (read-only), a
-small /dev (null, zero, full, random, urandom, tty, /dev/pts, /dev/shm) and the
-host's resolv.conf where the image's /etc/resolv.conf leads (/run/resolv.conf),
-then ``chroot``s into the root. No mount is ever visible on the host and all go
-with the namespace when the command ends or is killed (even by ``kill -9`` of
-vmrunner); every process the command started ends with it. The image is left as
-it was: a resolv.conf created as a mount point is removed afterwards.
+image's programs that apply users, owners and units -- runs in a sandbox, in two stages:
 
-A recipe may come from an untrusted repository, so its commands get a network namespace of
-their own (loopback only: not the host's network; packages come from the recipe's
-``packages``, installed by mmdebstrap), /proc/sys, /proc/sysrq-trigger, /proc/irq and
-/proc/bus read-only and /proc/kcore hidden, and run as a root without the capabilities
-that reach past the image (only file ownership and permission ones, setuid/setgid, kill,
-setfcap: no mount, chroot, mknod, module, raw I/O, network or ptrace), with
-``no_new_privs``: it cannot leave the chroot or touch the host's kernel settings. It is not
-an unprivileged user: the image's files belong to root and the commands configure them.
+1. as the host's root, ``unshare --mount`` and :mod:`.idmount` put an idmapped view of the
+   root on itself (the image keeps its real ownership on disk; the view shows it to the
+   build's user namespace as it is: root's files as root's), bind the host's resolv.conf
+   read-only where the image's /etc/resolv.conf leads (/run/resolv.conf), and change into
+   the root;
+2. ``unshare`` makes a user namespace whose root is the unprivileged first id of root's
+   subordinate range (:mod:`.idmap`), with private mount, PID and network namespaces; as
+   its root, it mounts /proc, /sys (read-only), a small /dev (null, zero, full, random,
+   urandom, tty, /dev/pts, /dev/shm), then ``chroot``s into the root.
+
+No mount is ever visible on the host and all go with the namespaces when the command ends
+or is killed (even by ``kill -9`` of vmrunner); every process the command started ends with
+it. The image is left as it was: a resolv.conf created as a mount point is removed afterwards.
+
+A recipe may come from an untrusted repository, so its commands run as an unprivileged host
+uid: uid 0 inside, the range's first id outside, with every file of the host outside the
+image (the bound resolv.conf, the devices, /proc and /sys entries of the host's root) shown
+as owned by ``nobody`` and open to it only as to any other user. They get a network
+namespace of their own (loopback only: not the host's network; packages come from the
+recipe's ``packages``, installed by mmdebstrap), /proc/sys, /proc/sysrq-trigger, /proc/irq
+and /proc/bus read-only and /proc/kcore hidden, and only the capabilities that configure
+the image (file ownership and permission ones, setuid/setgid, kill, setfcap: no mount,
+chroot, mknod, module, raw I/O, network or ptrace, and those only over the image's ids),
+with ``no_new_privs``; the image's view is ``nosuid`` and ``nodev``. They start with a
+scrubbed environment (``idmap.build_env``: none of vmrunner's variables). Inside the image they
+are root: its files belong to root and the commands configure them.
 
 The image's own programs that apply users, file owners and units (``useradd``, ``chown``,
 ``systemctl enable``) run in the same sandbox: ``files:`` may have replaced them.
@@ -34,6 +45,7 @@ Each command has a timeout and follows a ``CancelToken``; a failure raises
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import shlex
 import sys
@@ -42,14 +54,17 @@ from pathlib import Path
 
 from vmrunner.cancel import CancelToken
 from vmrunner.errors import ImageBuildError
+from vmrunner.images import idmount
+from vmrunner.images.idmap import IdRange, build_env, build_range, userns_argv
 from vmrunner.images.recipe import FileSpec, Recipe, UnitSpec, UserSpec
 from vmrunner.procs import require_tool, run_tool
 
 RUN_TIMEOUT_S = 600.0
 HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-# Runs as PID 1 of the new namespaces, outside the root: $1 the root, $2 the guest
-# path to bind the host's resolv.conf on ("" for none), $3 the command.
+# Runs as PID 1 of the new namespaces (root of the build's user namespace), in the root that
+# idmount.py made the current directory: $1 the root ("."), $2 the command, $3 the host's
+# Python, $4 the program that drops capabilities.
 SANDBOX_SH = f"""
 r=$1
 mount -t proc -o nosuid,nodev,noexec proc "$r/proc"
@@ -64,12 +79,11 @@ ln -s /proc/self/fd "$r/dev/fd"
 ln -s /proc/self/fd/0 "$r/dev/stdin"
 ln -s /proc/self/fd/1 "$r/dev/stdout"
 ln -s /proc/self/fd/2 "$r/dev/stderr"
-if [ -n "$2" ]; then mount --bind {HOST_RESOLV_CONF} "$r$2"; fi
 for p in sys sysrq-trigger irq bus; do
   if [ -e "$r/proc/$p" ]; then mount --bind -o ro "$r/proc/$p" "$r/proc/$p"; fi
 done
 if [ -e "$r/proc/kcore" ]; then mount --bind /dev/null "$r/proc/kcore"; fi
-exec "$4" -I -S -c "$5" "$r" "$3"
+exec "$3" -I -S -c "$4" "$r" "$2"
 """
 # The last step of the sandbox, by the host's Python: chroot, then drop every capability
 # not in KEEP_CAPS from the bounding set and set no_new_privs, then exec the command (as
@@ -130,20 +144,11 @@ def resolve_in_root(rootfs: Path, guest_path: str) -> Path:
     return rootfs.joinpath(*resolved, last)
 
 
-def _chroot(
-    rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None
-) -> None:
-    """Run the image's ``argv`` (useradd, chown, systemctl) in the run commands' sandbox: a
-    recipe's ``files:`` may have replaced that program, so it never gets the host's network
-    or the capabilities that reach past the image."""
-    _sandboxed(rootfs, shlex.join(argv), what, log, cancel)
-
-
 def add_user(rootfs: Path, user: UserSpec, log: Path, cancel: CancelToken | None = None) -> None:
     argv = ["useradd", "-m", "-s", user.shell]
     if user.groups:
         argv += ["-G", ",".join(user.groups)]
-    _chroot(rootfs, [*argv, user.name], f"recipe user {user.name}", log, cancel)
+    run_in_image(rootfs, [*argv, user.name], f"recipe user {user.name}", log, cancel)
 
 
 def write_file(rootfs: Path, spec: FileSpec, log: Path, cancel: CancelToken | None = None) -> None:
@@ -156,7 +161,7 @@ def write_file(rootfs: Path, spec: FileSpec, log: Path, cancel: CancelToken | No
     if spec.owner not in ("root", "root:root", "0:0"):
         guest = "/" + path.relative_to(rootfs).as_posix()
         what = f"recipe file {spec.path} (chown)"
-        _chroot(rootfs, ["chown", spec.owner, guest], what, log, cancel)
+        run_in_image(rootfs, ["chown", spec.owner, guest], what, log, cancel)
 
 
 def install_unit(
@@ -176,7 +181,7 @@ def install_unit(
         target.symlink_to("/dev/null")
     elif unit.enable:
         what = f"recipe unit {unit.name} (enable)"
-        _chroot(rootfs, ["systemctl", "enable", unit.name], what, log, cancel)
+        run_in_image(rootfs, ["systemctl", "enable", unit.name], what, log, cancel)
 
 
 def _real_dir(rootfs: Path, guest: str) -> Path:
@@ -228,19 +233,43 @@ def run_command(rootfs: Path, command: str, log: Path, cancel: CancelToken | Non
     _sandboxed(rootfs, command, f"recipe run command {command!r}", log, cancel)
 
 
+def run_in_image(
+    rootfs: Path, argv: list[str], what: str, log: Path, cancel: CancelToken | None = None
+) -> None:
+    """Run the image's program ``argv`` (depmod, useradd, chown, systemctl, ...) in the
+    sandbox of the run commands: the image's programs come from the recipe's packages and
+    ``files:``, so they get no more than a run command."""
+    _sandboxed(rootfs, shlex.join(argv), what, log, cancel)
+
+
+def sandbox_argv(rootfs: Path, command: str, resolv: str, ids: IdRange, unshare: str) -> list[str]:
+    """The command that runs ``command`` in the sandbox of the module docstring:
+    ``unshare --mount`` and idmount.py as the host's root (an idmapped view of ``rootfs``,
+    the host's resolv.conf bound read-only on the image's ``resolv`` unless it is ""), then
+    ``unshare`` into the user, mount, PID and network namespaces as root of ``ids``."""
+    python = os.path.realpath(sys.executable)  # reachable by the unprivileged ids too
+    inner = [*userns_argv(unshare, ids), "--mount", "--propagation", "private", "--pid",
+             "--net", "--fork", "--kill-child", "--", "/bin/sh", "-ec", SANDBOX_SH,
+             "vmrunner-sandbox", ".", command, python, DROP_CAPS_PY]  # fmt: skip
+    return [unshare, "--mount", "--propagation", "private", "--", python, "-I", "-S",
+            idmount.__file__, str(rootfs), str(HOST_RESOLV_CONF), resolv, str(ids.uid),
+            str(ids.gid), str(ids.count), "--", *inner]  # fmt: skip
+
+
 def _sandboxed(
     rootfs: Path, command: str, what: str, log: Path, cancel: CancelToken | None
 ) -> None:
     unshare = require_tool("unshare", "apt-get install util-linux")
+    require_tool("newuidmap", "apt-get install uidmap")
+    ids = build_range()
     for guest in ("/proc", "/sys", "/dev"):
         _real_dir(rootfs, guest)
     resolv = resolv_conf_target(rootfs)
-    argv = [unshare, "--mount", "--propagation", "private", "--pid", "--net", "--fork",
-            "--kill-child", "--", "/bin/sh", "-ec", SANDBOX_SH, "vmrunner-sandbox", str(rootfs),
-            resolv, command, sys.executable, DROP_CAPS_PY]  # fmt: skip
+    argv = sandbox_argv(rootfs, command, resolv, ids, unshare)
     point = _mount_point(_inside(rootfs, resolv)) if resolv else contextlib.nullcontext()
     with point:
-        run_tool(argv, timeout=RUN_TIMEOUT_S, what=what, log=log, cancel=cancel)
+        env = build_env("/root")
+        run_tool(argv, timeout=RUN_TIMEOUT_S, what=what, log=log, env=env, cancel=cancel)
 
 
 def apply_layers(

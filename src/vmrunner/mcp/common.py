@@ -23,29 +23,63 @@ from vmrunner.mcp.bounded import DEFAULT_BUDGET
 from vmrunner.services.core import Services
 
 _FLAG_RE = re.compile(r"--([a-z][a-z0-9-]*)")
+_SCHEME_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")
+_REGISTRY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+NO_CHECKOUT = (
+    "this MCP server is 'vmrunner serve' over HTTP and has no checkout of your repository, "
+    "so it takes no repository paths: send a Debian recipe as YAML text in 'recipe' (its "
+    "files are inline), a remote flake reference (e.g. 'github:owner/repo'), or run "
+    "'vmrunner mcp' (stdio) in your checkout for workflows and repository files"
+)
 
 
 @dataclass
 class App:
-    """What every tool shares: the settings, the repository root, the services and the
-    byte budget of a result."""
+    """What every tool shares: the settings, the repository root (None over HTTP: a
+    server has no checkout of the caller's repository), the services and the byte
+    budget of a result."""
 
     settings: Settings
-    root: Path
+    root: Path | None
     services: Services
     budget: int = DEFAULT_BUDGET
 
+    def checkout(self, argument: str) -> Path:
+        """The repository root; raises ``ToolError`` naming ``argument`` when there is
+        none (over HTTP)."""
+        if self.root is None:
+            raise ToolError(f"argument {argument!r}: {NO_CHECKOUT}")
+        return self.root
+
     def in_repo(self, path: str, argument: str) -> Path:
         """``path`` (relative to the repository root, or absolute inside it) as an
-        existing path; raises ``ToolError`` naming ``argument`` otherwise."""
-        full = (self.root / path).resolve()
-        if not full.is_relative_to(self.root.resolve()):
-            raise ToolError(
-                f"argument {argument!r}: {path!r} is outside the repository {self.root}"
-            )
+        existing path; raises ``ToolError`` naming ``argument`` otherwise (and always
+        over HTTP, where there is no repository)."""
+        root = self.checkout(argument)
+        full = (root / path).resolve()
+        if not full.is_relative_to(root.resolve()):
+            raise ToolError(f"argument {argument!r}: {path!r} is outside the repository {root}")
         if not full.exists():
-            raise ToolError(f"argument {argument!r}: {path!r} does not exist in {self.root}")
+            raise ToolError(f"argument {argument!r}: {path!r} does not exist in {root}")
         return full
+
+    def flake_ref(self, flake: str) -> str:
+        """``flake``, refused (naming the argument) over HTTP when it names a path on
+        this host (``.``, ``/x``, ``path:``, ``file:``, ``git+file:``)."""
+        if self.root is None and is_local_flake(flake):
+            raise ToolError(f"argument 'flake': {flake!r} is a local path; {NO_CHECKOUT}")
+        return flake
+
+
+def is_local_flake(flake: str) -> bool:
+    """Whether a flake reference names a path on this host: no scheme (``.``, ``./x``,
+    ``/x``) other than a bare registry name (``nixpkgs``), or a file scheme (``path:``,
+    ``file:``, ``git+file:``, ...)."""
+    ref = flake.split("#", 1)[0]
+    scheme = _SCHEME_RE.match(ref)
+    if scheme is None:
+        return _REGISTRY_RE.match(ref) is None
+    return scheme.group(1) == "path" or scheme.group(1).split("+")[-1] == "file"
 
 
 def argument_message(exc: VmrunnerError) -> str:

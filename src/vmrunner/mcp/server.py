@@ -1,4 +1,5 @@
-"""The MCP server: vmrunner's tools for coding agents, over stdio.
+"""The MCP server: vmrunner's tools for coding agents, over stdio (and, with the same
+tools, over streamable HTTP in ``vmrunner serve``: :mod:`vmrunner.mcp.http`).
 
 Built with the official ``mcp`` SDK (``MCPServer``). Tools only (no resources or
 prompts): each has a typed input schema and an output schema, and returns structured
@@ -10,9 +11,11 @@ argument; nothing an agent sends stops the server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcp.server.context import ServerMiddleware
 from mcp.server.mcpserver import MCPServer
 
 from vmrunner.config import Settings
@@ -37,12 +40,18 @@ def build_server(
     """The MCP server with every tool, and the state the tools share (close
     ``app.services`` when done)."""
     app = App(settings, root.resolve(), Services(settings), budget)
+    return mcp_server(app), app
+
+
+def mcp_server(app: App, middleware: Sequence[ServerMiddleware[Any]] = ()) -> MCPServer[Any]:
+    """The MCP server with every tool bound to ``app``: the one tool registry of both
+    transports (stdio here, streamable HTTP in :mod:`vmrunner.mcp.http`, which adds
+    ``middleware``)."""
     tools = [*run_tools(app), *learn_tools(app)]
-    server: MCPServer[Any] = MCPServer(
+    return MCPServer(
         "vmrunner", title="vmrunner", instructions=INSTRUCTIONS, version=_version(), tools=tools,
-        log_level="WARNING",
+        log_level="WARNING", middleware=middleware,
     )  # fmt: skip
-    return server, app
 
 
 def _version() -> str:

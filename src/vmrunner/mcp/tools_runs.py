@@ -84,7 +84,7 @@ def _config(app: App, recipe: str | None, path: str | None, flake: str | None,
             raise ToolError(
                 "argument 'host' is required with 'flake' (the nixosConfigurations name)"
             )
-        return flake, "nixos"
+        return app.flake_ref(flake), "nixos"
     if path:
         return str(app.in_repo(path, "path")), "debian"
     assert recipe is not None
@@ -172,7 +172,7 @@ def _definitions(app: App) -> list[tuple[Any, dict[str, Any], str]]:
             from vmrunner.services.workflows import run_workflow as run
 
             flows = (app.in_repo(path, "path"),) if path else ()
-            req = RunRequest(workdir=app.root, workflows=flows, jobs=tuple(job or ()), event=event,
+            req = RunRequest(workdir=app.checkout("path"), workflows=flows, jobs=tuple(job or ()), event=event,
                              inputs=tuple((inputs or {}).items()), matrix=tuple((matrix or {}).items()),
                              accel=accel or "")  # fmt: skip
             async with progress(ctx, None) as prog:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import posixpath
 
 from vmrunner.runner import actions
+from vmrunner.runner.action_refs import is_remote, parse_remote
 from vmrunner.runner.actions import Action, ActionError
-from vmrunner.runner.remote_actions import is_remote, parse_remote
 from vmrunner.runner.steps import JobState, internal
 
 MAX_ACTION_FILE = 1 << 20

@@ -14,7 +14,7 @@ import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from vmrunner.runner.context import (
     default_env,
     github_context,
     group_scope,
+    is_fork_pull_request,
     runner_context,
 )
 from vmrunner.runner.guest import MachineFactory
@@ -34,6 +35,7 @@ from vmrunner.runner.node_actions import run_post_steps, run_pre_steps
 from vmrunner.runner.output import Reporter
 from vmrunner.runner.remote_actions import RemoteActions
 from vmrunner.runner.steps import Frame, JobState, run_step
+from vmrunner.runner.tool_cache import Restored, ToolCache, tools_env
 from vmrunner.runner.uses_steps import run_uses
 from vmrunner.runner.values import env_value, flag_value, node_value, number_value, text_value
 from vmrunner.store.concurrency import ConcurrencyStore, run_in_group
@@ -87,6 +89,8 @@ class RunEnv:
     """The run's artifact and cache services (each job's VM is attached to them)."""
     remote: RemoteActions | None = None
     """Fetches remote actions (``owner/repo@ref``); None: only actions directories."""
+    tool_cache: ToolCache | None = None
+    """Keeps ``RUNNER_TOOL_CACHE`` across VMs of an image (setting ``tool_cache``)."""
 
 
 @dataclass(frozen=True)
@@ -481,13 +485,14 @@ class WorkflowExecution:
             async with self.env.factory(image, _slug(key)) as guest:
                 toolkit_env = await self._toolkit_env(guest, key)
                 state = JobState(
-                    guest, key, ctx, {**default_env(ctx["github"], ctx["runner"]), **toolkit_env, **ctx["env"]},
+                    guest, key, ctx, {**default_env(ctx["github"], ctx["runner"]), **tools_env(self.env.run.layout), **toolkit_env, **ctx["env"]},
                     self.env.masker, self.env.reporter, self.env.run.layout, host_work,
                     self.env.run.git.root, self.env.actions_dirs, image, shell, wd,
                     time.monotonic() + minutes * 60,  # counted from when the VM is up
                     remote=self.env.remote, uses_runner=run_uses,
                 )  # fmt: skip
                 await self._setup(state)
+                tools = await self._restore_tools(state)
                 frame = Frame()
                 pre = await run_pre_steps(state, frame, job.steps)
                 try:
@@ -500,6 +505,7 @@ class WorkflowExecution:
                     raise
                 entries[:0] = pre
                 entries += await run_post_steps(state)
+                await self._save_tools(state, tools)
                 status = "failure" if state.timed_out else state.status
                 ctx["steps"] = frame.steps_ctx
         except asyncio.CancelledError:
@@ -582,6 +588,27 @@ class WorkflowExecution:
         if extra.get("ACTIONS_RUNTIME_TOKEN"):
             self.env.masker.add(extra["ACTIONS_RUNTIME_TOKEN"])
         return extra
+
+    async def _restore_tools(self, state: JobState) -> Restored | None:
+        """The image's kept tool versions into the guest's tool cache (setting on)."""
+        if self.env.tool_cache is None:
+            return None
+        tc = state.layout.tool_cache
+        return await self.env.tool_cache.restore(state.guest, state.image, tc, self._say(state))
+
+    async def _save_tools(self, state: JobState, restored: Restored | None) -> None:
+        """Keep the tool versions the job added (setting on), unless the job ran a fork's
+        pull request: the store is shared by every run of the image on this host, and
+        code from outside must not plant a tool that a later run trusts."""
+        if is_fork_pull_request(self.env.run.event) and restored is not None:
+            self._say(state)("the tool cache is not kept from a fork's pull request")
+            return
+        if self.env.tool_cache is not None and restored is not None:
+            tc = state.layout.tool_cache
+            await self.env.tool_cache.save(state.guest, restored, tc, self._say(state))
+
+    def _say(self, state: JobState) -> Callable[[str], None]:
+        return lambda text: self.env.reporter.message(f"{state.key}: {text}")
 
     async def _setup(self, state: JobState) -> None:
         """The workspace, temp and tool-cache directories, and the event payload file."""

@@ -1,11 +1,15 @@
 """JavaScript actions (``runs.using: node12|node16|node20|node24``) run with ``node``.
 
-``main`` runs as the step; ``pre`` runs at the start of the job (for the job's own steps
-that use a remote or actions-directory action: a local action is not there yet); ``post``
-runs at the end of the job, in reverse order, after a failure or a cancellation too, each
-under a fresh time limit. ``pre-if`` and ``post-if`` default to ``always()``. The three
-share ``STATE_*`` (what ``GITHUB_STATE`` recorded); each gets ``INPUT_*`` (``with:`` over
-the action's defaults), the environment files, ``GITHUB_ACTION_PATH``,
+``main`` runs as the step; ``pre`` runs at the start of the job, as GitHub's runner runs
+it: for the job's steps that use a remote or actions-directory action, and for the actions
+nested (at any depth) in the remote composite actions they use; not for local actions
+(``./path``: not there yet) nor for actions nested in them. ``post`` is registered when
+the action's ``pre`` or ``main`` has started (so a step skipped after its pre still gets
+its post) and runs at the end of the job, in reverse order of registration, after a
+failure or a cancellation too, each under a fresh time limit. ``pre-if`` and ``post-if``
+default to ``always()``. The three share ``STATE_*`` (what ``GITHUB_STATE`` and the
+deprecated ``::save-state name=X::`` recorded, the file winning); each gets ``INPUT_*``
+(``with:`` over the action's defaults), the environment files, ``GITHUB_ACTION_PATH``,
 ``GITHUB_ACTION_REPOSITORY`` and ``GITHUB_ACTION_REF``.
 
 ``node`` is found through the step's ``PATH`` in the guest (the image's, or one an earlier
@@ -26,10 +30,11 @@ from typing import Any
 from vmrunner.errors import UserInputError
 from vmrunner.results import ErrorEntry, StepEntry
 from vmrunner.runner.action_lookup import find_action, place
+from vmrunner.runner.action_refs import is_remote
 from vmrunner.runner.actions import Action, ActionError
 from vmrunner.runner.output import OutputSink
-from vmrunner.runner.remote_actions import is_remote
 from vmrunner.runner.steps import (
+    MAX_ACTION_DEPTH,
     Frame,
     JobState,
     StepRun,
@@ -74,7 +79,8 @@ class NodeRun:
     guest_dir: str
     inputs: Mapping[str, str]
     step_id: str
-    step_key: int
+    step_key: tuple[int, ...]
+    """Where the step is: :attr:`Frame.key` plus its index."""
     frame: Frame
     saved: dict[str, str] = field(default_factory=dict)
     name: str = ""
@@ -98,11 +104,14 @@ async def run_main(
     """The ``main`` script of ``run`` as the step. Once node and the script are found, its
     ``post`` is registered: it runs at the end of the job even when ``main`` fails."""
     assert run.action.node is not None
-    run.saved.update(state.pre_states.pop(run.step_key, {}))
+    pre: NodeRun | None = state.pre_states.pop(run.step_key, None)
+    if pre is not None:
+        run.saved = pre.saved  # what main saves reaches the post its pre registered
     try:
         return await run_script(state, run, run.action.node.main, ctx, sink, minutes)
     finally:
-        if run.action.node.post and run.started:
+        registered = pre is not None and pre.started
+        if run.action.node.post and run.started and not registered:
             state.posts.append((run, dict(ctx)))
 
 
@@ -139,9 +148,21 @@ async def run_script(
         )
     env.update(_file_env(fdir))
     run.started = True
-    return await exec_step(
-        state, [node, path], env, state.workspace, minutes, sink, fdir, n, run.saved
-    )
+    from_file: dict[str, str] = {}
+    result = await exec_step(
+        state, [node, *node_flags(facts.get("version", "")), path], env, state.workspace,
+        minutes, sink, fdir, n, from_file,
+    )  # fmt: skip
+    run.saved.update(sink.states)  # ::save-state:: lines, then the GITHUB_STATE file
+    run.saved.update(from_file)
+    return result
+
+
+def node_flags(version: str) -> list[str]:
+    """Flags that make an older node run what newer actions expect: node 17-18 get the
+    global ``crypto`` (Web Crypto) that node 19+ have, which the official toolkit's Azure
+    blob client (``@actions/artifact``, ``@actions/cache``) calls."""
+    return ["--experimental-global-webcrypto"] if node_major(version) in (17, 18) else []
 
 
 def node_major(version: str) -> int | None:
@@ -177,42 +198,65 @@ def check_node(action: Action, image: str, node: str, version: str, sink: Output
 
 
 async def run_pre_steps(state: JobState, frame: Frame, steps: Sequence[Step]) -> list[StepEntry]:
-    """Run the ``pre`` scripts of the JavaScript actions ``steps`` use (remote or from an
-    actions directory) whose ``pre-if`` holds; what they save goes to their ``main``. An
+    """Run, in order, the ``pre`` scripts whose ``pre-if`` holds of the JavaScript actions
+    ``steps`` use (remote or from an actions directory, not local ones), and of those
+    nested in the composite actions they use, as GitHub's runner does. Each pre that
+    started registers its action's ``post`` then, and its ``main`` gets what it saved. An
     action that cannot be found or prepared has no pre: its step reports the error."""
-    entries = []
+    entries: list[StepEntry] = []
     for step in steps:
         uses = step.uses.text if step.uses is not None else ""
         if not uses or not is_remote(uses):
             continue
         ctx = _contexts(state, frame, {**state.env, **state.file_env, **frame.env})
         try:
-            run = await _pre_run(state, frame, step, uses, ctx)
+            action, inputs = await _pre_use(state, step, uses, ctx)
+            key, fx = (*frame.key, step.index), state.functions
+            if action.node is not None and action.node.pre:
+                if condition(action.node.pre_if or _ALWAYS, ctx, state.status, fx):
+                    where = await place(state, action)
+                    run = _pre_node_run(state, frame, step, action, inputs, where, key, ctx)
+                    entries.append(await _run_pre(state, run, ctx))
+            elif action.steps and frame.depth < MAX_ACTION_DEPTH:
+                inner = Frame(
+                    inputs=inputs, action_path=await place(state, action), env=dict(frame.env),
+                    composite=True, depth=frame.depth + 1, label=f"{frame.label}{uses} > ", key=key,
+                )  # fmt: skip
+                entries += await run_pre_steps(state, inner, action.steps)
         except UserInputError:
             continue
-        if run is not None:
-            assert run.action.node is not None
-            entries.append(await _phase(state, run, f"Pre {run.name}", run.action.node.pre, ctx))
-            state.pre_states[id(step)] = run.saved
     return entries
 
 
-async def _pre_run(
-    state: JobState, frame: Frame, step: Step, uses: str, ctx: dict[str, Any]
-) -> NodeRun | None:
-    """The use of a JavaScript action whose ``pre`` is to run now, or None."""
+async def _pre_use(
+    state: JobState, step: Step, uses: str, ctx: dict[str, Any]
+) -> tuple[Action, Mapping[str, str]]:
+    """The action ``step`` uses and its inputs, as they are at the start of the job."""
     action = await find_action(state, uses)
-    fx = state.functions
-    if action.node is None or not action.node.pre:
-        return None
-    if not condition(action.node.pre_if or _ALWAYS, ctx, state.status, fx):
-        return None
-    given = node_value(step.with_, ctx, fx) or {}
-    inputs = action_inputs(action, {str(k): to_string(v) for k, v in given.items()}, ctx)
+    given = node_value(step.with_, ctx, state.functions) or {}
+    return action, action_inputs(action, {str(k): to_string(v) for k, v in given.items()}, ctx)
+
+
+def _pre_node_run(
+    state: JobState, frame: Frame, step: Step, action: Action, inputs: Mapping[str, str],
+    guest_dir: str, key: tuple[int, ...], ctx: dict[str, Any],
+) -> NodeRun:  # fmt: skip
     step_id = step.id.text if step.id is not None else f"__step{step.index + 1}"
-    run = NodeRun(action, await place(state, action), inputs, step_id, id(step), frame)
-    run.name = text_value(step.name, ctx, functions=fx) or f"Run {uses}"
+    run = NodeRun(action, guest_dir, inputs, step_id, key, frame)
+    uses = step.uses.text if step.uses is not None else ""
+    run.name = text_value(step.name, ctx, functions=state.functions) or f"Run {uses}"
     return run
+
+
+async def _run_pre(state: JobState, run: NodeRun, ctx: dict[str, Any]) -> StepEntry:
+    """Run ``run``'s pre; once it started, its post is registered (it runs at the end of
+    the job even when the step's ``main`` is skipped, as on GitHub)."""
+    assert run.action.node is not None
+    entry = await _phase(state, run, f"Pre {run.name}", run.action.node.pre, ctx)
+    state.pre_states[run.step_key] = run
+    if run.started and run.action.node.post:
+        state.posts.append((run, dict(ctx)))
+    return entry
 
 
 async def run_post_steps(state: JobState) -> list[StepEntry]:

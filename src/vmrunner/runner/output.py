@@ -135,6 +135,7 @@ class OutputSink:
         self.tail: deque[str] = deque(maxlen=tail)
         self.annotations: list[Annotation] = []
         self.outputs: dict[str, str] = {}
+        self.states: dict[str, str] = {}  # ::save-state:: (its action's scripts get STATE_*)
         self.invalid: list[str] = []
         self.set_env: dict[str, str] = {}  # ::set-env:: and ::add-path::, when allowed
         self.add_path: list[str] = []
@@ -222,6 +223,8 @@ class OutputSink:
             return
         if kind == "set-output":
             self.outputs[parsed.properties.get("name", "")] = parsed.data
+        elif kind == "save-state":
+            self.states[parsed.properties.get("name", "")] = parsed.data
         elif kind == "set-env":
             self.set_env[parsed.properties.get("name", "")] = parsed.data
         elif kind == "add-path":

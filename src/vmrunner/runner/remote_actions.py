@@ -16,22 +16,22 @@ boots where possible (:meth:`RemoteActions.prefetch`). Every failure is an
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from vmrunner.errors import VmrunnerError
 from vmrunner.runner import actions
+from vmrunner.runner.action_refs import RemoteRef, is_remote, parse_remote
 from vmrunner.runner.actions import Action, ActionError
+
+__all__ = ["RemoteActions", "RemoteRef", "RepoSource", "from_settings", "is_remote", "parse_remote"]
 
 if TYPE_CHECKING:
     from vmrunner.config import Settings
-
-_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 
 
 class RepoSource(Protocol):
@@ -39,37 +39,6 @@ class RepoSource(Protocol):
 
     def fetch(self, repo: str, want: str) -> str: ...
     def checkout(self, repo: str, sha: str, dest: Path) -> Path: ...
-
-
-@dataclass(frozen=True)
-class RemoteRef:
-    """``owner/repo[/path]@ref``, split."""
-
-    owner: str
-    repo: str
-    path: str
-    ref: str
-
-    @property
-    def repository(self) -> str:
-        return f"{self.owner}/{self.repo}"
-
-
-def parse_remote(uses: str) -> RemoteRef:
-    """Split ``owner/repo[/path]@ref``; raises :class:`ActionError` when it is not that."""
-    name, at, ref = uses.partition("@")
-    parts = name.split("/")
-    if not at or not ref.strip() or len(parts) < 2:
-        raise ActionError(
-            f"The action '{uses}' is not of the form owner/repo[/path]@ref (a tag, a branch "
-            "or a full commit sha), or ./path for an action in the repository"
-        )
-    owner, repo, sub = parts[0], parts[1], [p for p in parts[2:] if p]
-    if not _NAME.match(owner) or not _NAME.match(repo) or repo in (".", ".."):
-        raise ActionError(f"The action '{uses}' names no valid repository ('{owner}/{repo}')")
-    if any(p in (".", "..") for p in sub) or ref.startswith("-"):
-        raise ActionError(f"The action '{uses}' has an invalid path or ref")
-    return RemoteRef(owner, repo, "/".join(sub), ref)
 
 
 class RemoteActions:
@@ -87,7 +56,7 @@ class RemoteActions:
         async with self._locks.setdefault(key, asyncio.Lock()):
             if key not in self._trees:
                 try:
-                    self._trees[key] = await asyncio.to_thread(self._materialize, uses, ref)
+                    self._trees[key] = await asyncio.to_thread(self.materialize, uses, ref)
                 except ActionError as exc:  # remembered: every step using it fails alike
                     self._trees[key] = exc
             found = self._trees[key]
@@ -95,7 +64,10 @@ class RemoteActions:
                 raise found
             return found
 
-    def _materialize(self, uses: str, ref: RemoteRef) -> tuple[str, Path]:
+    def materialize(self, uses: str, ref: RemoteRef) -> tuple[str, Path]:
+        """(sha, host tree) of ``ref``'s repository at its ref, fetched and kept under
+        ``trees_dir`` (blocking; :meth:`tree` calls it once per run). Raises
+        :class:`ActionError` naming the action, caused by what failed."""
         try:
             sha = self.repos.fetch(ref.repository, ref.ref)
             dest = self.trees_dir / ref.owner.lower() / ref.repo.lower() / sha
@@ -147,13 +119,6 @@ class RemoteActions:
 
 def _with_origin(action: Action, ref: RemoteRef) -> Action:
     return replace(action, repository=ref.repository, ref=ref.ref)
-
-
-def is_remote(uses: str) -> bool:
-    """Whether ``uses`` names an action in another repository (not checkout, docker, ./)."""
-    return not (
-        uses.startswith(("./", "docker://")) or actions.is_checkout(uses) or uses.startswith("/")
-    )
 
 
 def from_settings(settings: Settings) -> RemoteActions:

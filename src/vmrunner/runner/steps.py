@@ -164,8 +164,9 @@ class JobState:
     remote: RemoteActions | None = None
     posts: list[Any] = field(default_factory=list)
     """The ``post`` scripts of the JavaScript actions that ran (``node_actions.Phase``)."""
-    pre_states: dict[int, dict[str, str]] = field(default_factory=dict)
-    """What a step's ``pre`` saved (``GITHUB_STATE``), by ``id()`` of the step."""
+    pre_states: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    """The ``node_actions.NodeRun`` of each ``pre`` that ran, by :attr:`Frame.key` plus the
+    step's index: its ``main`` shares what it saved (``GITHUB_STATE``) and its post."""
     node_seen: tuple[str, str] = ("", "")
     # runs a ``uses:`` step (``uses_steps.run_uses``, given by the engine: that module
     # builds on this one, so this one does not import it)
@@ -211,6 +212,8 @@ class Frame:
     depth: int = 0
     label: str = ""
     sink: OutputSink | None = None
+    key: tuple[int, ...] = ()
+    """The indexes of the steps (job's, then composites') that led to these steps."""
 
 
 @dataclass
@@ -563,7 +566,7 @@ async def run_composite(
     their own ``steps`` and ``inputs`` contexts; its outputs are evaluated after them."""
     inner = Frame(
         inputs=inputs, action_path=guest_dir, env={**frame.env, **step_env}, composite=True,
-        depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ", sink=sink,
+        depth=frame.depth + 1, label=f"{frame.label}{action.uses} > ", sink=sink, key=frame.key,
     )  # fmt: skip
     saved, deadline = state.status, state.deadline
     if minutes is not None:

@@ -11,6 +11,7 @@ action's steps run in this job; a JavaScript action runs with ``node``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from vmrunner.runner import actions, node_actions
@@ -48,12 +49,14 @@ async def run_uses(
     _warn_unexpected(action, with_, sink)
     inputs = action_inputs(action, with_, ctx)
     guest_dir = await place(state, action)
+    key = (*frame.key, step.index)
     if action.node is not None:
-        run = node_actions.NodeRun(action, guest_dir, inputs, step_id, id(step), frame)
+        run = node_actions.NodeRun(action, guest_dir, inputs, step_id, key, frame)
         run.name = text_value(step.name, ctx, functions=state.functions) or f"Run {uses}"
         return await node_actions.run_main(state, run, ctx, sink, minutes)
+    outer = replace(frame, key=key)  # its steps' pre states are found under this key
     return await run_composite(
-        state, frame, action, ctx, inputs, guest_dir, step_env, minutes, sink
+        state, outer, action, ctx, inputs, guest_dir, step_env, minutes, sink
     )
 
 

@@ -5,14 +5,17 @@ no state directory."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from vmrunner.errors import ConfigError
 from vmrunner.repopath import inside_repo, repo_resolver
+from vmrunner.workflow.action_check import ActionResolver, check_actions
 from vmrunner.workflow.check import Diagnostic, check_file, check_text
+from vmrunner.workflow.model import Workflow
 
 Pairs = tuple[tuple[str, str], ...]
+Extra = Callable[[Workflow, str], list[Diagnostic]]
 
 
 def recipe_schema() -> dict[str, object]:
@@ -48,22 +51,37 @@ def _in_repo(file: Path, root: Path) -> Path:
     return file
 
 
-def check_paths(paths: Sequence[Path], cwd: Path) -> list[Diagnostic]:
+def check_paths(
+    paths: Sequence[Path], cwd: Path, *, fetch_actions: bool = False,
+    lookup: ActionResolver | None = None,
+) -> list[Diagnostic]:  # fmt: skip
     """Every problem in the workflow files under ``paths`` (default
-    ``.github/workflows`` of ``cwd``), sorted by file and position."""
+    ``.github/workflows`` of ``cwd``), sorted by file and position, and those of the remote
+    actions their steps use (``lookup``, by default an
+    :class:`~vmrunner.services.action_lookup.ActionLookup` over vmrunner's action cache,
+    fetching missing actions when ``fetch_actions``): a note for each action not looked at."""
+    if lookup is None:
+        from vmrunner.services.action_lookup import ActionLookup
+
+        lookup = ActionLookup(fetch=fetch_actions)
+    seen: set[str] = set()
+
+    def steps(workflow: Workflow, filename: str) -> list[Diagnostic]:
+        return check_actions(workflow, filename, lookup, seen)
+
     out: list[Diagnostic] = []
     for file in workflow_files(paths, cwd):
-        out += _check_in_repo(file, cwd)
+        out += _check_in_repo(file, cwd, steps)
     return out
 
 
-def _check_in_repo(file: Path, root: Path) -> list[Diagnostic]:
+def _check_in_repo(file: Path, root: Path, extra: Extra) -> list[Diagnostic]:
     """``check_file``, except that called workflows outside ``root`` are never read."""
     try:
         text = file.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return check_file(file)  # its one "cannot read" diagnostic
-    return check_text(text, str(file), resolver=repo_resolver(file, root))
+    return check_text(text, str(file), resolver=repo_resolver(file, root), extra=extra)
 
 
 def parse_pairs(items: Sequence[str], flag: str, sep: str = "=") -> Pairs:

@@ -23,6 +23,7 @@ from vmrunner.errors import VmStartError
 from vmrunner.images.builder import MMDEBSTRAP_TMP_PREFIX
 from vmrunner.images.cache import Image, ImageCache
 from vmrunner.images.recipe import builtin_recipes, mirrors_from
+from vmrunner.toolkit.sockdir import sockets_parent
 from vmrunner.vm.kvm import KvmStatus, choose_accel, kvm_status
 from vmrunner.vm.machine import (
     Accel,
@@ -57,13 +58,15 @@ def image_cache(settings: Settings) -> ImageCache:
 
 def gc(settings: Settings) -> GcReport:
     """Remove what dead vmrunner processes left behind (VMs, overlays, sockets, temp dirs,
-    and the scratch directories of jobs whose run was killed: they hold unmasked files)."""
+    the scratch directories of jobs whose run was killed: they hold unmasked files, the
+    toolkit's socket directories, and half-saved tool-cache copies)."""
     settings.ensure_dirs()
     job_scratch = sorted((settings.state_dir / "runs").glob("*/work"))
     return collect(
-        [settings.vms_dir, settings.state_dir / "tmp", *job_scratch],
+        [settings.vms_dir, settings.state_dir / "tmp", *job_scratch, sockets_parent()],
         [(settings.images_dir, "*/.tmp-*"), (snapshots_dir(settings), ".tmp-*"),
-         (Path(tempfile.gettempdir()), f"{MMDEBSTRAP_TMP_PREFIX}*")],
+         (Path(tempfile.gettempdir()), f"{MMDEBSTRAP_TMP_PREFIX}*"),
+         (settings.cache_dir / "tool-cache", "*/.tmp-*")],
     )  # fmt: skip
 
 
@@ -85,9 +88,10 @@ def list_images(settings: Settings) -> list[Image]:
 
 
 def with_settings(spec: MachineSpec, settings: Settings) -> MachineSpec:
-    """``spec`` under the host's settings: its network allow-list, disk cap and copy-out quota."""
+    """``spec`` under the host's settings: its network allow-list, disk cap, copy-out quota
+    and the user QEMU runs as (``qemu_user``)."""
     return dataclasses.replace(
-        spec, network_allow=settings.network_allow,
+        spec, network_allow=settings.network_allow, qemu_user=settings.qemu_user,
         disk_max_bytes=settings.vm_disk_max_mib << 20,
         copy_out_max_bytes=settings.copy_out_max_mib << 20,
     )  # fmt: skip
@@ -202,6 +206,8 @@ def doctor(settings: Settings, *, refresh_kvm: bool = False) -> DoctorReport:
             "ip",
             "nsenter",
             "nft",
+            "newuidmap",
+            "newgidmap",
         )
     }
     qemu: dict[str, object] = {"path": tools["qemu-system-x86_64"], "version": None}
@@ -211,7 +217,8 @@ def doctor(settings: Settings, *, refresh_kvm: bool = False) -> DoctorReport:
     kvm = kvm_status(kvm_cache_file(settings), refresh=refresh_kvm)
     free = shutil.disk_usage(settings.cache_dir).free
     images = [i.to_dict() for i in list_images(settings)]
-    required = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox")
+    required = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox",
+                "newuidmap", "newgidmap")  # fmt: skip
     ok = all(tools[t] for t in required) and free > 2 << 30
     return DoctorReport(
         qemu, tools, kvm, str(settings.state_dir), str(settings.cache_dir), free, images, ok

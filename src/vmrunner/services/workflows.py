@@ -37,6 +37,7 @@ from vmrunner.runner.context import (
 from vmrunner.runner.engine import RunEnv, WorkflowExecution
 from vmrunner.runner.guest import Guest
 from vmrunner.runner.output import NullReporter, Reporter, mask_tree
+from vmrunner.runner.tool_cache import from_settings as tool_cache_from
 from vmrunner.runner.values import flag_value, text_value
 from vmrunner.services import learning as learn_service
 from vmrunner.services import machines
@@ -199,6 +200,7 @@ async def run_workflows(
         req.max_parallel or settings.max_parallel or None, matrix_filter(req), req.jobs, dict(req.env), req.strict_platforms,
     )  # fmt: skip
     env.remote = remote_actions.from_settings(settings)
+    env.tool_cache = tool_cache_from(settings)
     env.errors.extend(load_errors)
     who = toolkit_identity(
         git.repository, event.ref or f"refs/heads/{git.branch}", event.base_ref, event.payload

@@ -77,7 +77,9 @@ def _record(row: Row[Any], logs: Mapping[str, str]) -> RunRecord:
 
 
 def _int_id(run_id: str) -> int:
-    if not str(run_id).isdigit():
+    """The row id of ``run_id``; KeyError unless it is ASCII digits (``"¹".isdigit()`` is
+    true, and ``int("¹")`` fails)."""
+    if not (str(run_id).isascii() and str(run_id).isdigit()):
         raise KeyError(run_id)
     return int(run_id)
 

@@ -7,6 +7,7 @@ system-under-test errors (a result, not a harness failure). Harness errors
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from vmrunner.systest.result import Detail, SystestError, SystestResult
 from vmrunner.vm.machine import Machine
 
 QUERY_TIMEOUT_S = 10.0
+DIAGNOSTIC_TIMEOUT_S = 25.0
+"""For the unit lists read after a boot ran out of time (the three are asked at once)."""
 SHOWN_TYPES = (".service", ".target", ".socket", ".mount", ".timer", ".path")
 
 
@@ -70,16 +73,16 @@ def read_console(machine: Machine) -> str:
 async def _query(machine: Machine, script: str) -> str:
     """Best effort (for diagnostics after a failed boot): a broken channel reads as ""."""
     try:
-        return await _ask(machine, script)
+        return await _ask(machine, script, DIAGNOSTIC_TIMEOUT_S)
     except VmError:
         return ""
 
 
-async def _ask(machine: Machine, script: str) -> str:
+async def _ask(machine: Machine, script: str, timeout: float = QUERY_TIMEOUT_S) -> str:
     """The output of ``script`` for a runtime check. A broken guest channel is a harness
     failure and propagates (``VmError``): it is never a failed check."""
     try:
-        res = await machine.run(script, timeout=QUERY_TIMEOUT_S)
+        res = await machine.run(script, timeout=timeout)
     except TimeoutError:
         return ""
     return res.stdout.decode("utf-8", "replace")
@@ -93,16 +96,15 @@ async def partial_results(machine: Machine, console: str, agent_up: bool) -> dic
     """Active, failed and pending units: from the console, and from systemctl when the agent answers."""
     seen = tx.console_units(console)
     active, failed, pending = list(seen.active), list(seen.failed), list(seen.pending)
-    if agent_up:
-        pending += tx.list_jobs_units(
-            await _query(machine, "systemctl list-jobs --no-legend --plain")
+    if agent_up:  # at once: a guest still booting under TCG on a busy host answers slowly
+        jobs, up, down = await asyncio.gather(
+            _query(machine, "systemctl list-jobs --no-legend --plain"),
+            _query(machine, "systemctl list-units --no-legend --plain --state=active"),
+            _query(machine, "systemctl list-units --no-legend --plain --failed"),
         )
-        active += tx.list_units_names(
-            await _query(machine, "systemctl list-units --no-legend --plain --state=active")
-        )
-        failed += tx.list_units_names(
-            await _query(machine, "systemctl list-units --no-legend --plain --failed")
-        )
+        pending += tx.list_jobs_units(jobs)
+        active += tx.list_units_names(up)
+        failed += tx.list_units_names(down)
     pending = [u for u in pending if u not in set(failed)]
     return {
         "active_units": _shown([u for u in active if u not in set(pending)]),

@@ -57,7 +57,7 @@ BUILD_STOP_TIMEOUT_S = 60.0
 # nsenter and ip: a NixOS VM always has a user-mode network, run in its own namespace
 NIXOS_TOOLS = ("nix", "qemu-system-x86_64", "nsenter", "ip")
 DEBIAN_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox", "chroot",
-                "unshare")  # fmt: skip
+                "unshare", "newuidmap", "newgidmap")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 to each job's VM.
 
 :func:`run_toolkit` starts the run's :class:`~.service.ToolkitService` on
-a Unix socket in a private temporary directory for an ``async with`` block; :meth:`RunToolkit.job_env`
+a Unix socket in a private directory (recorded with its owner, :mod:`.sockdir`: gc
+reaps a killed run's) for an ``async with`` block; :meth:`RunToolkit.job_env`
 gives a job's VM its forward (:mod:`.tunnel`) and returns the variables GitHub sets
 (``ACTIONS_RUNTIME_URL``, ``ACTIONS_RESULTS_URL``, ``ACTIONS_CACHE_URL``,
 ``ACTIONS_CACHE_SERVICE_V2``, ``ACTIONS_RUNTIME_TOKEN``). A VM that is not a QEMU VM
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from vmrunner.toolkit.service import Identity, ToolkitService
+from vmrunner.toolkit.sockdir import new_socket_dir
 from vmrunner.toolkit.tunnel import GUEST_PORT, Tunnel, attach
+from vmrunner.vm.records import reap_record
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,14 @@ async def run_toolkit(
     ``cache_root``), stopped afterwards."""
     run_dir.mkdir(parents=True, exist_ok=True)
     service = ToolkitService(run_dir, cache_root, identity)
-    sock_dir = Path(tempfile.mkdtemp(prefix="vmr-toolkit-"))  # 0700; short for a socket name
+    sock_dir = new_socket_dir("run")  # 0700, short for a socket name, owner recorded
     toolkit = RunToolkit(service)
     try:
-        await service.start(uds=sock_dir / "toolkit.sock")
+        await service.start(uds=sock_dir.path / "toolkit.sock")
         yield toolkit
     finally:
         await toolkit.close()
-        shutil.rmtree(sock_dir, ignore_errors=True)
+        reap_record(sock_dir)
 
 
 def identity(repo: str, ref: str, base_ref: str = "", payload: Any = None) -> Identity:

@@ -1,11 +1,11 @@
 """One run's toolkit services: start, issue job tokens and environments, stop.
 
 :class:`ToolkitService` serves the artifact and cache services of :mod:`.http` for one
-run, on a Unix socket in the run's directory (mode 0600: no TCP port on the host at all,
-so neither the host's loopback nor another run's VMs can reach it) or, for tests, on a
-TCP address. Each job gets its own token (:func:`.tokens.issue`) and the environment
-GitHub sets (:meth:`ToolkitService.job_env`); its VM reaches the socket through the
-forward of :mod:`.tunnel`.
+run, on a Unix socket in a private directory (:mod:`.sockdir`; the socket mode 0600: no
+TCP port on the host at all, so neither the host's loopback nor another run's VMs can
+reach it) or, for tests, on a TCP address. Each job gets its own token
+(:func:`.tokens.issue`) and the environment GitHub sets (:meth:`ToolkitService.job_env`);
+its VM reaches the socket through the forward of :mod:`.tunnel`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The services listen on a Unix socket only (:mod:`.service`), so nothing on the host's
 network, loopback included, reaches them, and a VM needs no network device at all.
 For each job VM, :func:`attach` hot-plugs a virtio-serial port into the running VM over
-QMP (``chardev-add`` of a socket client to a listener created here first, then
+QMP (``chardev-add`` of one end of a socket pair, passed as a descriptor, then
 ``device_add virtserialport``), copies :mod:`.guest_forward` in and starts it: the
 guest's ``127.0.0.1:GUEST_PORT`` then leads, connection by connection, to this run's
 socket (frames described there). Only that VM holds the port; another run's VMs have
@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import tempfile
+import socket
 from pathlib import Path
 from typing import Any
 
 from vmrunner.toolkit.guest_forward import CLOSE, DATA, HEADER, OPEN
+from vmrunner.toolkit.sockdir import new_socket_dir
 from vmrunner.vm.machine import ExecOptions
 
 GUEST_PORT = 40781
@@ -37,7 +38,7 @@ class Tunnel:
 
     def __init__(self, target: Path) -> None:
         self.target = target
-        self.dir = Path(tempfile.mkdtemp(prefix="vmr-tk-"))
+        self.dir = new_socket_dir("tk").path  # recorded: gc reaps a killed run's
         self.listen_path = self.dir / "port.sock"
         self.conns: dict[int, asyncio.StreamWriter] = {}
         self._server: asyncio.Server | None = None
@@ -110,8 +111,19 @@ class Tunnel:
 
 
 async def _hotplug(qmp: Any, tunnel: Tunnel, tag: str) -> None:
-    backend = {"type": "socket", "data": {
-        "addr": {"type": "unix", "data": {"path": str(tunnel.listen_path)}}, "server": False}}  # fmt: skip
+    """Hot-plug the port: its chardev is one end of a socket pair, handed to QEMU over QMP
+    (``getfd``), so QEMU -- possibly another user -- opens no path; the other end is the
+    connection :meth:`Tunnel.serve` carries."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        qmp.send_fd_scm(theirs.fileno())
+        await qmp.execute("getfd", {"fdname": f"tkfd{tag}"})
+    finally:
+        theirs.close()  # QEMU has its own copy
+    assert tunnel._qemu is not None
+    tunnel._qemu.set_result(await asyncio.open_unix_connection(sock=ours))
+    addr = {"type": "fd", "data": {"str": f"tkfd{tag}"}}
+    backend = {"type": "socket", "data": {"addr": addr, "server": False}}
     await qmp.execute("chardev-add", {"id": f"tk{tag}", "backend": backend})
     await qmp.execute("device_add", {"driver": "virtserialport", "id": f"tkport{tag}",
                                      "chardev": f"tk{tag}", "name": PORT_NAME})  # fmt: skip

@@ -65,6 +65,9 @@ class MachineSpec:
     # either: bytes QEMU may write to the host's disk, and bytes of files one copy_out brings
     disk_max_bytes: int = 8192 << 20
     copy_out_max_bytes: int = 8192 << 20
+    # who QEMU runs as (settings' ``qemu_user``, see ``sandbox.resolve_qemu_user``): not
+    # part of the shape either
+    qemu_user: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,13 @@ def setup(rec: Recorded, allow: Sequence[str] = ()) -> str:
     return name
 
 
-def wrap(argv: list[str], rec: Recorded, allow: Sequence[str] = ()) -> list[str]:
-    """Set up ``rec``'s namespace and return ``argv`` wrapped to run inside it."""
-    return [*_in_netns(setup(rec, allow)), *argv]
+def open_namespace(name: str) -> int:
+    """A descriptor of network namespace ``name`` (close-on-exec), for QEMU's child to
+    enter (``sandbox.enter_netns``) before it drops its privileges."""
+    try:
+        return os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise VmStartError(f"cannot open network namespace {name}: {exc}") from exc
 
 
 def cleanup(rec: Recorded) -> None:

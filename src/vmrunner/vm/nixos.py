@@ -10,7 +10,8 @@ releases) is a set of environment variables, which vmrunner sets:
   is removed with the VM, also by gc after a crash);
 * ``TMPDIR`` with ``USE_TMPDIR=1``: the VM's scratch directory (ours, likewise);
 * ``QEMU_OPTS``: appended to QEMU's command line. vmrunner adds its console log,
-  QMP socket and the guest agent's virtio-serial port here, ``-no-reboot``, and the
+  QMP channel and the guest agent's virtio-serial port here (inherited descriptors,
+  like every VM's: :mod:`.vmfds`), ``-no-reboot``, and the
   accelerator preflight chose: the script asks for ``kvm:tcg``, which would take a
   ``/dev/kvm`` that opens but does not work (as on this project's CI machines) and
   crawl; a later ``-machine accel=`` overrides it;
@@ -22,7 +23,9 @@ The guest agent itself comes from the NixOS module vmrunner adds with
 guest a user-mode network, so it runs in a network namespace of its own
 (``vm.netns``): the guest cannot reach the host's loopback. QEMU keeps the
 parent-death signal across the script's ``exec`` and runs in its own process
-group, like every other VM.
+group, like every other VM. It runs as vmrunner's own user, whatever ``qemu_user`` says:
+the script creates the disk in the VM's directory and QEMU opens it (and the
+``/nix/store`` share) by path.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ from pathlib import Path
 
 from vmrunner.errors import VmStartError
 from vmrunner.procs import vmm_env
+from vmrunner.vm import sandbox
 from vmrunner.vm.machine import Accel, MachineSpec, Network
-from vmrunner.vm.qemu import AGENT_PORT_NAME, QemuMachine
+from vmrunner.vm.qemu import QemuMachine
+from vmrunner.vm.qemu_args import AGENT_PORT_NAME, channel_args
+from vmrunner.vm.vmfds import ChannelFds
 
 KERNEL_PARAMS = ("console=ttyS0", "panic=-1", "systemd.show_status=1")
 
@@ -53,33 +59,30 @@ def find_run_script(out: Path) -> Path:
     return scripts[0]
 
 
-def qemu_opts(vmdir: Path, sockdir: Path, accel: Accel) -> list[str]:
+def qemu_opts(vmdir: Path, chans: ChannelFds, accel: Accel) -> list[str]:
     """What vmrunner appends to QEMU's command line through ``QEMU_OPTS`` (pure)."""
     return [
         "-machine", f"accel={accel.value}",
         "-no-reboot",
-        "-chardev", f"file,id=vmr-console,path={vmdir / 'console.log'}",
+        *channel_args(chans, vmdir / "console.log", "vmr-console", "vmr-qmp", "vmr-agent"),
         "-serial", "chardev:vmr-console",
-        "-chardev", f"socket,id=vmr-qmp,path={sockdir / 'qmp.sock'}",
         "-mon", "chardev=vmr-qmp,mode=control",
         "-device", "virtio-serial-pci,id=vmr-serial",
-        "-chardev", f"socket,id=vmr-agent,path={sockdir / 'agent.sock'}",
         "-device", f"virtserialport,bus=vmr-serial.0,chardev=vmr-agent,name={AGENT_PORT_NAME}",
     ]  # fmt: skip
 
 
 def run_script_env(
-    vmdir: Path, sockdir: Path, accel: Accel, base: Mapping[str, str]
+    vmdir: Path, chans: ChannelFds, accel: Accel, base: Mapping[str, str]
 ) -> dict[str, str]:
     """The environment for the run script (pure): ``base`` plus the script's variables.
 
-    ``QEMU_OPTS`` is split on white space by the script, so no path may contain any.
+    The script splits its variables on white space, so ``vmdir`` may contain none.
     """
-    opts = qemu_opts(vmdir, sockdir, accel)
-    for path in (vmdir, sockdir):
-        if any(c.isspace() for c in str(path)):
-            raise VmStartError(f"the VM directory {str(path)!r} contains white space, "
-                               "which the NixOS run script's QEMU_OPTS cannot carry")  # fmt: skip
+    opts = qemu_opts(vmdir, chans, accel)
+    if any(c.isspace() for c in str(vmdir)):
+        raise VmStartError(f"the VM directory {str(vmdir)!r} contains white space, "
+                           "which the NixOS run script cannot carry")  # fmt: skip
     return {
         **base,
         "NIX_DISK_IMAGE": str(vmdir / "disk.qcow2"),
@@ -101,11 +104,13 @@ class NixosVmMachine(QemuMachine):
         super().__init__(dataclasses.replace(spec, network=Network.USER), vms_dir, None)
         self.run_script = run_script
 
-    def _command(self, qemu: str, sockdir: Path) -> tuple[list[str], dict[str, str] | None]:
+    def credentials(self) -> sandbox.Credentials | None:
+        """None: the run script's QEMU runs as vmrunner's user (it opens paths itself)."""
+        return None
+
+    def _command(self, qemu: str, chans: ChannelFds) -> tuple[list[str], dict[str, str] | None]:
         (self.vmdir / "tmp").mkdir(exist_ok=True)
-        return [str(self.run_script)], run_script_env(
-            self.vmdir, sockdir, self.spec.accel, vmm_env()
-        )
+        return [str(self.run_script)], run_script_env(self.vmdir, chans, self.spec.accel, vmm_env())
 
     def _create_disk(self, qemu_img: str) -> None:
         """Nothing: the run script creates ``NIX_DISK_IMAGE`` itself when it is missing."""

@@ -1,10 +1,11 @@
 """The QEMU backend: direct kernel boot, a qcow2 overlay, QMP and a virtio-serial agent.
 
-The host creates every socket (QMP, agent) before QEMU starts and QEMU connects
-to them, so no early output is lost. QEMU runs in its own process group with a
-parent-death signal, and its pid is recorded in the VM directory so that gc can
-reap it after a crash. All of the VM's files live in that directory, which is
-removed on shutdown.
+The host creates every channel (QMP, agent: socket pairs) and opens every file before
+QEMU starts, and QEMU inherits them as descriptors (:mod:`.vmfds`), so no early output is
+lost and QEMU -- possibly as an unprivileged user (:mod:`.sandbox`) -- opens no path of
+its own. QEMU runs in its own process group with a parent-death signal, and its pid is
+recorded in the VM directory so that gc can reap it after a crash. All of the VM's files
+live in that directory, which is removed on shutdown.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shlex
 import shutil
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,86 +40,24 @@ from vmrunner.procs import (
 )
 from vmrunner.vm import netns, sandbox, snapshot
 from vmrunner.vm.machine import (
-    Accel,
-    BootMode,
     CommandResult,
     ExecOptions,
     Machine,
     MachineSpec,
     Network,
 )
-from vmrunner.vm.records import VmRecord, new_record_dir, reap_record, socket_dir
+from vmrunner.vm.qemu_args import AGENT_PORT_NAME as AGENT_PORT_NAME
+from vmrunner.vm.qemu_args import qemu_argv as qemu_argv
+from vmrunner.vm.records import VmRecord, new_record_dir, reap_record
+from vmrunner.vm.vmfds import SHAPE_CHANNELS, SHAPE_DISKS, ChannelFds, DiskFds, FdBundle
 
 log = logging.getLogger(__name__)
 
-AGENT_PORT_NAME = "org.vmrunner.agent"
 # Ending QEMU's process group: SIGTERM, this long for it to go, then SIGKILL and at most
 # this long more; polled every KILL_POLL_S without blocking the event loop.
 KILL_GRACE_S = 1.0
 KILL_WAIT_S = 5.0
 KILL_POLL_S = 0.02
-TCG_CPU = "Nehalem"  # x86-64-v2; see qemu_argv
-# Kernel arguments that shorten a boot under emulation without changing behaviour.
-FAST_KERNEL_ARGS = (
-    "console=ttyS0",
-    "panic=-1",
-    "quiet",
-    "loglevel=4",
-    "root=/dev/vda",
-    "rw",
-    "mitigations=off",
-    "i8042.noaux",
-    "i8042.nokbd",
-    "i8042.nopnp",
-    "random.trust_cpu=on",
-    "tsc=reliable",
-    "no_timer_check",
-    "8250.nr_uarts=1",
-)
-
-
-def qemu_argv(
-    spec: MachineSpec, vmdir: Path, qemu: str = "qemu-system-x86_64", sockdir: Path | None = None
-) -> list[str]:
-    """The QEMU command line for ``spec`` with its files in ``vmdir`` (pure).
-
-    ``sockdir`` is a shorter path to the same directory, used for socket names.
-    """
-    sockdir = sockdir or vmdir
-    accel = "kvm" if spec.accel is Accel.KVM else "tcg"
-    # Under TCG an x86-64-v2 model (SSE4.2, no AVX) runs the guest faster than "max":
-    # glibc then picks string functions that TCG emulates cheaply.
-    cpu = "host" if spec.accel is Accel.KVM else TCG_CPU
-    args = [*FAST_KERNEL_ARGS, f"vmrunner.mode={spec.boot_mode.value}", *spec.kernel_args]
-    if spec.boot_mode is BootMode.SYSTEMD:
-        args = [a for a in args if a not in ("quiet", "loglevel=4")]
-        args += ["systemd.show_status=1", "loglevel=3"]
-    argv = [
-        qemu,
-        "-name", spec.name,
-        "-machine", f"q35,accel={accel}",
-        "-cpu", cpu,
-        "-smp", str(spec.cpus),
-        "-m", str(spec.memory_mib),
-        "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-        "-no-reboot",
-        "-kernel", str(spec.image.kernel),
-        "-initrd", str(spec.image.initrd),
-        "-append", " ".join(args),
-        "-drive", f"file={vmdir / 'overlay.qcow2'},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
-        "-device", "virtio-blk-pci,drive=root",
-        "-chardev", f"file,id=console,path={vmdir / 'console.log'},append=on",
-        "-serial", "chardev:console",
-        "-chardev", f"socket,id=qmp,path={sockdir / 'qmp.sock'}",
-        "-mon", "chardev=qmp,mode=control",
-        "-device", "virtio-serial-pci",
-        "-chardev", f"socket,id=agent,path={sockdir / 'agent.sock'}",
-        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT_NAME}",
-        "-device", "virtio-rng-pci",
-    ]  # fmt: skip
-    if spec.network is Network.USER:
-        argv += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
-    return argv
 
 
 async def end_process_group(
@@ -204,7 +144,10 @@ class QemuMachine(Machine):
         self.qmp: QMPClient | None = None
         self.channel: GuestChannel | None = None
         self.argv: list[str] = []
-        self._agent_server: asyncio.Server | None = None
+        # who QEMU runs as ("name (uid N)"), once it started
+        self.vmm_user: str = ""
+        self._fds = FdBundle()
+        self._host_ends: list[socket.socket] = []
         self._console_watch: asyncio.Task[None] | None = None
 
     @property
@@ -226,80 +169,105 @@ class QemuMachine(Machine):
             vmm_log_tail=read_tail(self.vmdir / "qemu.log", 20),
         )
 
+    def credentials(self) -> sandbox.Credentials | None:
+        """Who QEMU runs as (``spec.qemu_user``; None: vmrunner's own user)."""
+        return sandbox.resolve_qemu_user(self.spec.qemu_user)
+
     async def _launch(self) -> None:
         t0 = time.monotonic()
         qemu = require_tool("qemu-system-x86_64", "apt-get install qemu-system-x86")
         qemu_img = require_tool("qemu-img", "apt-get install qemu-utils")
+        creds = self.credentials()
         self.record = new_record_dir(self.vms_dir)
-        vmdir = self.vmdir
-        sandbox.require_free(vmdir, self.spec.disk_max_bytes)
-        sockdir = socket_dir(self.record)
-        self.argv, env = self._command(qemu, sockdir)
-        snap: snapshot.Snapshot | None = None
-        self._snap_key = ""
-        if self.snapshots_dir is not None:
-            # the VM's name is a label, not part of the machine: VMs of any name share snapshots
-            shape = qemu_argv(
-                dataclasses.replace(self.spec, name="vm"), Path("/vm"), qemu, Path("/vm")
-            )
-            self._snap_key = snapshot.snapshot_key(shape, self.spec.image.digest, qemu)
-            snap = snapshot.find(self.snapshots_dir, self._snap_key)
+        sandbox.require_free(self.vmdir, self.spec.disk_max_bytes)
+        snap = self._find_snapshot(qemu)
         if snap is not None:
             self.snapshot_used = snap.path
-            shutil.copyfile(snap.overlay, vmdir / "overlay.qcow2")
-            self.argv += ["-incoming", f"exec:cat {shlex.quote(str(snap.state))}"]
+            shutil.copyfile(snap.overlay, self.vmdir / "overlay.qcow2")
         else:
             self._create_disk(qemu_img)
-        self.qmp = QMPClient(self.spec.name)
-        try:
-            await self.qmp.start_server(str(sockdir / "qmp.sock"))
-        except (QMPError, OSError) as exc:
-            raise VmStartError(f"cannot listen for QMP at {sockdir / 'qmp.sock'}: {exc}") from exc
-        accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-        def on_agent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            if not accepted.done():
-                accepted.set_result((r, w))
-            else:
-                w.close()
-
-        self._agent_server = await asyncio.start_unix_server(
-            on_agent, path=str(sockdir / "agent.sock"), limit=1 << 20
-        )
-        argv = self.argv
-        if self.spec.network is Network.USER:
-            argv = netns.wrap(argv, self.record, self.spec.network_allow)
+        qmp_end, agent_end, chans = self._open_channels()
+        self.argv, env = self._command(qemu, chans)
+        if snap is not None:
+            self.argv += ["-incoming", f"fd:{self._fds.open(snap.state, os.O_RDONLY)}"]
         saves = snap is None and self.snapshots_dir is not None
         cap = sandbox.file_size_cap(
             self.spec.disk_max_bytes, self.spec.memory_mib, saves_snapshot=saves
         )
-        self.proc = await spawn_vmm(
-            argv, log=vmdir / "qemu.log", env=env, preexec=sandbox.limit_file_size(cap)
-        )
-        self._console_watch = asyncio.create_task(watch_console(self.console_log))
-        self.record.vmm_pid = self.proc.pid
-        self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
-        self.record.save()
+        await self._spawn(env, cap, creds)
         self.timings["spawn_s"] = time.monotonic() - t0
-        await self._wait_connected(accepted, snap)
+        await self._wait_connected(qmp_end, agent_end, snap)
         self.timings["agent_ready_s"] = time.monotonic() - t0
-        if snap is None and self.snapshots_dir is not None and self._snap_key:
+        if saves and self._snap_key:
+            assert self.snapshots_dir is not None
             await self._save_snapshot(self.snapshots_dir, self._snap_key)
         log.debug(
             "vm ready", extra={"vm": self.spec.name, "seconds": self.timings["agent_ready_s"]}
         )
 
-    def _command(self, qemu: str, sockdir: Path) -> tuple[list[str], dict[str, str] | None]:
-        """The VMM's argv (sandboxed) and scrubbed environment. A VM that saves or restores
-        a snapshot migrates through ``exec:cat``, so it may spawn. QEMU never drops to
-        another user (``-runas``): the kernel clears a process's parent-death signal when
-        its credentials change, and QEMU must die with vmrunner even after ``kill -9``."""
-        snapshots = self.snapshots_dir is not None
-        argv = qemu_argv(self.spec, self.vmdir, qemu, sockdir)
-        argv += sandbox.sandbox_args(spawn=snapshots, run_as=None)
-        return argv, vmm_env()
+    def _find_snapshot(self, qemu: str) -> snapshot.Snapshot | None:
+        """The snapshot to start from, if any (and the key a new one would be saved under)."""
+        self._snap_key = ""
+        if self.snapshots_dir is None:
+            return None
+        # the VM's name is a label, not part of the machine: VMs of any name share snapshots
+        shape = qemu_argv(dataclasses.replace(self.spec, name="vm"), SHAPE_CHANNELS, SHAPE_DISKS)
+        self._snap_key = snapshot.snapshot_key(shape, self.spec.image.digest, qemu)
+        return snapshot.find(self.snapshots_dir, self._snap_key)
+
+    def _open_channels(self) -> tuple[socket.socket, socket.socket, ChannelFds]:
+        """The console log (created here, 0600) and the QMP and agent socket pairs:
+        vmrunner's ends, and QEMU's descriptors."""
+        console = self._fds.open(self.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        qmp_end, qmp_fd = self._fds.socket_pair()
+        agent_end, agent_fd = self._fds.socket_pair()
+        self._host_ends += [qmp_end, agent_end]
+        return qmp_end, agent_end, ChannelFds(console=console, qmp=qmp_fd, agent=agent_fd)
+
+    async def _spawn(
+        self, env: dict[str, str] | None, cap: int, creds: sandbox.Credentials | None
+    ) -> None:
+        """Start QEMU (in the VM's network namespace when it has a network) as ``creds``,
+        with its descriptors, then close vmrunner's copies of them and record its pid."""
+        assert self.record is not None
+        netns_fd = None
+        if self.spec.network is Network.USER:
+            netns_fd = netns.open_namespace(netns.setup(self.record, self.spec.network_allow))
+        try:
+            self.proc = await spawn_vmm(
+                self.argv, log=self.vmdir / "qemu.log", env=env, pass_fds=self._fds.inherit,
+                preexec=sandbox.vmm_child_setup(cap, creds, netns_fd),
+            )  # fmt: skip
+        except subprocess.SubprocessError as exc:  # the child's setup failed before exec
+            raise self._start_error(
+                f"cannot start QEMU as {sandbox.describe(creds)}: {exc}"
+            ) from exc
+        finally:
+            self._fds.close()
+            if netns_fd is not None:
+                os.close(netns_fd)
+        self._console_watch = asyncio.create_task(watch_console(self.console_log))
+        self.record.vmm_pid = self.proc.pid
+        self.record.vmm_ticks = proc_start_ticks(self.proc.pid)
+        self.record.extra["vmm_user"] = self.vmm_user = sandbox.describe(creds)
+        self.record.save()
+        log.info(
+            "qemu started",
+            extra={"vm": self.spec.name, "pid": self.proc.pid, "user": self.vmm_user},
+        )
+
+    def _command(self, qemu: str, chans: ChannelFds) -> tuple[list[str], dict[str, str] | None]:
+        """The VMM's argv (sandboxed) and scrubbed environment: kernel, initrd and disks
+        opened here and passed as descriptors."""
+        image = self.spec.image
+        disks = DiskFds(
+            kernel=self._fds.readable(image.kernel),
+            initrd=self._fds.readable(image.initrd),
+            rootfs=self._fds.open(image.rootfs, os.O_RDONLY),
+            overlay=self._fds.open(self.vmdir / "overlay.qcow2", os.O_RDWR),
+        )
+        argv = qemu_argv(self.spec, chans, disks, qemu, self.vmdir)
+        return argv + sandbox.sandbox_args(), vmm_env()
 
     def _create_disk(self, qemu_img: str) -> None:
         """The VM's writable disk: a qcow2 overlay on the image's raw root disk."""
@@ -336,17 +304,15 @@ class QemuMachine(Machine):
         raise self._start_error(f"timed out after {timeout:.0f} s {what}")
 
     async def _wait_connected(
-        self,
-        accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
-        snap: snapshot.Snapshot | None,
+        self, qmp_end: socket.socket, agent_end: socket.socket, snap: snapshot.Snapshot | None
     ) -> None:
-        assert self.qmp is not None
+        """QMP's greeting over its socket pair, then the agent's hello (or, from a
+        snapshot, the restore)."""
+        self.qmp = QMPClient(self.spec.name)
         deadline = time.monotonic() + self.spec.boot_timeout
-        qmp_task: asyncio.Future[Any] = asyncio.ensure_future(self.qmp.accept())
-        await self._race(qmp_task, "waiting for QEMU's QMP connection", 30.0)
-        reader, writer = await self._race(
-            accepted, "waiting for the agent channel connection", 30.0
-        )
+        qmp_task: asyncio.Future[Any] = asyncio.ensure_future(self.qmp.connect(qmp_end))
+        await self._race(qmp_task, "waiting for QEMU's QMP greeting", 30.0)
+        reader, writer = await asyncio.open_unix_connection(sock=agent_end, limit=1 << 20)
         self.channel = GuestChannel(reader, writer)
         if snap is not None:
             await self._race(
@@ -385,19 +351,7 @@ class QemuMachine(Machine):
         tmp = snapshot.begin(root)
         try:
             await self.qmp.execute("stop")
-            target = shlex.quote(str(tmp / "state"))
-            await self.qmp.execute("migrate", {"uri": f"exec:cat > {target}"})
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                info = await self.qmp.execute("query-migrate")
-                state = info.get("status") if isinstance(info, dict) else None
-                if state == "completed":
-                    break
-                if state in ("failed", "cancelled"):
-                    raise VmStartError(f"snapshot migration {state}: {info}")
-                await asyncio.sleep(0.05)
-            else:
-                raise VmStartError("snapshot migration did not complete within 120 s")
+            await snapshot.migrate_to_file(self.qmp, tmp / "state")
             shutil.copyfile(self.vmdir / "overlay.qcow2", tmp / "overlay.qcow2")
             snapshot.commit(root, key, tmp, self.channel.hello)
         except (QMPError, OSError, VmStartError) as exc:
@@ -470,8 +424,9 @@ class QemuMachine(Machine):
         if self.qmp is not None:
             with contextlib.suppress(Exception):
                 await self.qmp.disconnect()
-        if self._agent_server is not None:
-            self._agent_server.close()
+        self._fds.close()
+        for end in self._host_ends:
+            end.close()
         if self.proc is not None and self.proc.returncode is None:
             await end_process_group(self.proc.pid)
             with contextlib.suppress(asyncio.TimeoutError):

@@ -85,27 +85,6 @@ def new_record_dir(parent: Path, prefix: str = "vm") -> VmRecord:
     return rec
 
 
-MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
-
-
-def socket_dir(rec: VmRecord) -> Path:
-    """A path to ``rec``'s directory short enough for Unix socket names.
-
-    When the directory's own path is too long, a symlink in /tmp points to it
-    (recorded, and removed with the directory).
-    """
-    if len(str(rec.path / "agent.sock")) <= MAX_SOCKET_PATH:
-        return rec.path
-    base = Path("/tmp") / f"vmrunner-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    link = base / rec.path.name.rsplit("-", 1)[-1]
-    link.unlink(missing_ok=True)
-    link.symlink_to(rec.path)
-    rec.extra["link"] = str(link)
-    rec.save()
-    return link
-
-
 @contextlib.contextmanager
 def record_dir(parent: Path, prefix: str = "vm") -> Iterator[VmRecord]:
     """A recorded directory that is removed (with its VMM, if any) on exit."""

@@ -44,6 +44,7 @@ from vmrunner.workflow.validate import validate_workflow
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"  # something was not checked, and why
 
 
 @dataclass(frozen=True, order=True)
@@ -275,14 +276,18 @@ def check_text(
     *,
     options: CheckOptions | None = None,
     resolver: Resolver | None = None,
+    extra: Callable[[Workflow, str], list[Diagnostic]] | None = None,
 ) -> list[Diagnostic]:
     """Every problem GitHub would report for ``text``, sorted by file then position.
 
     Reusable workflows are looked up with ``resolver`` (by default none are, so their
-    inputs, secrets and permissions go unchecked). Never raises for bad input.
+    inputs, secrets and permissions go unchecked). ``extra`` adds what it finds in the
+    workflow's model (the actions its steps use, say). Never raises for bad input.
     """
     options = options or CheckOptions()
     workflow, found = _parse(text, filename, options)
+    if workflow is not None and extra is not None:
+        found += extra(workflow, filename)
     caller = _Caller(options, resolver or _no_resolver, found, {filename: (workflow, [])})
     if workflow is not None:
         top = workflow.permissions or _POLICIES[options.permissions_policy]
