@@ -7,13 +7,11 @@ repositories are bare git repositories on this host (``file://``)."""
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import vmrunner
+from conftest import git_repo, vmrunner
 from vmrunner.results import validate_result
 
 from .action_repos import git_url, publish_all
@@ -56,17 +54,6 @@ jobs:
 """
 
 
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir()
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    for argv in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "c"]):  # fmt: skip
-        subprocess.run(["git", "-C", str(root), *argv], check=True)
-    return root
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import os
@@ -74,7 +61,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("remote-vm")
     shas = publish_all(tmp / "remotes", tmp / "build")
     wf = WORKFLOW.replace("SHA2", shas["acme/greet"][1])
-    repo = _repo(tmp / "repo", {".github/workflows/wf.yml": wf})
+    repo = git_repo(tmp / "repo", {".github/workflows/wf.yml": wf})
     env = {**os.environ, "VMRUNNER_HOME": str(tmp / "state"),
            "VMRUNNER_GITHUB_GIT_URL": git_url(tmp / "remotes")}  # fmt: skip
     out = tmp / "result.json"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,6 +39,17 @@ jobs:
         run: exit 3
 """
 """Two workflows every test of the service uses: one passes, one fails in a named step."""
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 240.0) -> Any:
+    """``check()``'s first true value, asked every 0.25 s; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @cache

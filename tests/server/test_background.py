@@ -9,31 +9,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from origin import PASS, Origin
 from sqlalchemy import select
 
 from api.live import SECRET, ApiServer
+from server.origin import PASS, Origin, wait_for
 from vmrunner.github.webhook import sign
 from vmrunner.procs import pid_alive
 from vmrunner.store.models import deliveries
 from vmrunner.store.runs import RunFilter
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _background_of(pid: int) -> list[int]:
@@ -82,7 +70,7 @@ class Served:
             kids = [p for p in _background_of(self.api.proc.pid) if p != other_than]
             return kids[0] if len(kids) == 1 else None
 
-        return int(_wait("the background process", one))
+        return int(wait_for("the background process", one))
 
 
 @pytest.fixture
@@ -100,11 +88,11 @@ def test_deliveries_are_acted_on_by_a_background_process_that_is_replaced_when_i
     child = served.child()
     assert os.getsid(child) == child != os.getsid(served.api.proc.pid)
     first = served.push()
-    _wait("the first delivery processed", lambda: served.status(first) == "processed")
+    wait_for("the first delivery processed", lambda: served.status(first) == "processed")
     os.kill(child, signal.SIGKILL)
     replacement = served.child(other_than=child)
     second = served.push()
-    _wait("the second delivery processed", lambda: served.status(second) == "processed")
+    wait_for("the second delivery processed", lambda: served.status(second) == "processed")
     runs = served.api.services.list_runs(RunFilter(kind="workflow"))
     # no worker: both wait in one concurrency group, where the newer replaces the older
     assert [r.status for r in runs] == ["queued", "cancelled"]
@@ -117,4 +105,4 @@ def test_kill_9_of_serve_takes_its_background_process_with_it(served: Served) ->
     child = served.child()
     os.killpg(served.api.proc.pid, signal.SIGKILL)
     served.api.proc.wait(timeout=30)
-    _wait("the background process to die", lambda: not pid_alive(child), 30)
+    wait_for("the background process to die", lambda: not pid_alive(child), 30)

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import PgCluster
 from github.fake import FakeGitHub
-from server.origin import Origin
-from server.test_serve_vm import SECRET, Deployment, _wait
+from server.origin import Origin, wait_for
+from server.test_serve_vm import SECRET, Deployment
 from vmrunner.github.webhook import sign
 
 pytestmark = [pytest.mark.slow]
@@ -74,7 +74,7 @@ def test_a_burst_of_deliveries_loses_none_and_queues_none_twice(
             [(count,)] = d.rows("SELECT count(*) FROM deliveries WHERE status = 'processed'")
             return bool(count == n)
 
-        _wait("every delivery planned", planned, 300)
+        wait_for("every delivery planned", planned, 300)
         [(deliveries, copies)] = d.rows("SELECT count(*), sum(copies) FROM deliveries")
         assert (deliveries, copies) == (n, n + n // 10)
         per_delivery = d.rows("SELECT delivery_id, count(*) FROM queue GROUP BY delivery_id")

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from conftest import PgCluster
 from github.conftest import APP_ID, TOKEN, AppKey
 from github.fake import FakeGitHub
-from server.origin import FAIL, PASS, Origin
+from server.origin import FAIL, PASS, Origin, wait_for
 from vmrunner.github.webhook import sign
 
 pytestmark = [pytest.mark.vm, pytest.mark.usefixtures("debian_image")]
@@ -46,16 +46,6 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 240.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Deployment:
@@ -89,7 +79,7 @@ class Deployment:
                 return httpx.get(url, timeout=1).status_code == 200
             return False
 
-        _wait("serve to answer", up, 60)
+        wait_for("serve to answer", up, 60)
 
     def worker(self, capacity: int = 1) -> subprocess.Popen[bytes]:
         proc = self._spawn("worker", "--capacity", str(capacity), "--grace", "30")
@@ -158,7 +148,7 @@ def test_a_signed_push_runs_in_vms_on_two_workers_and_reports_to_github(
     r = d.post("push", d.origin.push(sha), "push-1")
     assert r.status_code == 202, r.text
     final = {"vmrunner/pass/build": "success", "vmrunner/fail/test": "failure"}
-    _wait("the final statuses", lambda: d.statuses(sha) == final)
+    wait_for("the final statuses", lambda: d.statuses(sha) == final)
     for context in final:
         states = [s["state"] for s in d.fake.statuses("octo/demo", sha) if s["context"] == context]
         assert states[0] == "pending" and states[-1] == final[context], states
@@ -193,7 +183,7 @@ def test_an_app_gets_check_runs_from_real_processes(
         done = {c["name"]: c["conclusion"] for c in runs if c["status"] == "completed"}
         return done if len(done) == 2 else {}
 
-    assert _wait("both check runs completed", completed) == {
+    assert wait_for("both check runs completed", completed) == {
         "pass / build": "success",
         "fail / test": "failure",
     }
@@ -218,7 +208,7 @@ def test_kill_9_of_the_server_after_the_202_loses_no_delivery(deployment: Deploy
     assert status in ("received", "processing", "processed")
     d.serve()
     d.worker()
-    _wait("the run's success", lambda: d.statuses(sha) == {"vmrunner/pass/build": "success"})
+    wait_for("the run's success", lambda: d.statuses(sha) == {"vmrunner/pass/build": "success"})
     assert d.rows("SELECT status FROM deliveries WHERE id = 'crash-1'")[0][0] == "processed"
     assert len(d.rows("SELECT id FROM queue WHERE delivery_id = 'crash-1'")) == 1
 
@@ -231,26 +221,26 @@ def test_kill_9_of_a_worker_mid_job_fails_the_run_after_the_lease_and_reaps_its_
     d.serve()
     victim = d.worker()
     assert d.post("push", d.origin.push(sha), "slow-1").status_code == 202
-    log = _wait(
+    log = wait_for(
         "the run's directory",
         lambda: next(iter((tmp_path / "state" / "runs").glob("*/output.log")), None),
     )
-    _wait("the slow step to start", lambda: "started-slow-step" in log.read_text())
+    wait_for("the slow step to start", lambda: "started-slow-step" in log.read_text())
     assert _qemu_of(tmp_path / "state"), "the job's VM runs"
     os.kill(victim.pid, signal.SIGKILL)  # the worker alone, as a crash would
     victim.wait(timeout=30)
     # the scheduler in serve expires the lease (4 s) and fails the run
-    rows = _wait(
+    rows = wait_for(
         "the run to fail",
         lambda: d.rows("SELECT status, document FROM runs WHERE status = 'error'"),
     )
     assert json.loads(rows[0].document)["errors"][0]["kind"] == "worker_lost"
-    _wait(
+    wait_for(
         "the error status",
         lambda: d.statuses(sha).get("vmrunner/slow/wait") in ("error", "failure"),
     )
     d.worker()  # the next start on this host reaps what the killed worker left running
-    _wait("the orphaned VM to be reaped", lambda: not _qemu_of(tmp_path / "state"), 60)
+    wait_for("the orphaned VM to be reaped", lambda: not _qemu_of(tmp_path / "state"), 60)
 
 
 def test_postgresql_restarted_during_a_run(deployment: Deployment, pg_cluster: PgCluster) -> None:
@@ -259,12 +249,12 @@ def test_postgresql_restarted_during_a_run(deployment: Deployment, pg_cluster: P
     d.serve()
     d.worker()
     assert d.post("push", d.origin.push(sha), "pg-1").status_code == 202
-    _wait("the run to start", lambda: d.rows("SELECT id FROM runs WHERE status = 'running'"))
+    wait_for("the run to start", lambda: d.rows("SELECT id FROM runs WHERE status = 'running'"))
     d.engine.dispose()
     pg_cluster.stop()
     time.sleep(3)
     pg_cluster.start()
-    _wait("the run's success", lambda: d.statuses(sha) == {"vmrunner/slow/wait": "success"})
+    wait_for("the run's success", lambda: d.statuses(sha) == {"vmrunner/slow/wait": "success"})
     [(status,)] = d.rows("SELECT status FROM runs")
     assert status == "success"
 
@@ -278,11 +268,11 @@ def test_sigterm_drains_a_worker_its_run_finishes_and_nothing_new_starts(
     d.serve()
     worker = d.worker(capacity=2)
     assert d.post("push", d.origin.push(sha), "drain-1").status_code == 202
-    log = _wait(
+    log = wait_for(
         "the run's directory",
         lambda: next(iter((tmp_path / "state" / "runs").glob("*/output.log")), None),
     )
-    _wait("the slow step to start", lambda: "started-slow-step" in log.read_text())
+    wait_for("the slow step to start", lambda: "started-slow-step" in log.read_text())
     os.kill(worker.pid, signal.SIGTERM)
     time.sleep(1)
     assert worker.poll() is None, "the worker drains: its running run goes on"
@@ -290,7 +280,7 @@ def test_sigterm_drains_a_worker_its_run_finishes_and_nothing_new_starts(
     assert d.post("push", d.origin.push(later, branch="other"), "drain-2").status_code == 202
     assert worker.wait(timeout=180) == 0
     # the worker put the final report in the outbox before it left; serve sends it
-    _wait("the success status", lambda: d.statuses(sha) == {"vmrunner/slow/wait": "success"}, 60)
+    wait_for("the success status", lambda: d.statuses(sha) == {"vmrunner/slow/wait": "success"}, 60)
     states = dict(d.rows("SELECT delivery_id, state FROM queue"))
     assert states == {"drain-1": "done", "drain-2": "pending"}, "nothing new was claimed"
     assert d.rows("SELECT id FROM workers") == [], "the worker left the registry"
@@ -305,11 +295,11 @@ def test_sigterm_of_serve_drains_its_local_worker_the_run_finishes(
     sha = d.origin.commit({".github/workflows/slow.yml": SLOW.replace("sleep 25", "sleep 8")})
     d.serve(workers=1)
     assert d.post("push", d.origin.push(sha), "serve-drain").status_code == 202
-    log = _wait(
+    log = wait_for(
         "the run's directory",
         lambda: next(iter((tmp_path / "state" / "runs").glob("*/output.log")), None),
     )
-    _wait("the slow step to start", lambda: "started-slow-step" in log.read_text())
+    wait_for("the slow step to start", lambda: "started-slow-step" in log.read_text())
     assert d.server is not None
     os.killpg(d.server.pid, signal.SIGTERM)
     time.sleep(1)
