@@ -6,7 +6,7 @@ library only, copied in by :mod:`.tunnel`). It listens on ``127.0.0.1:PORT``; ev
 connection gets an id and its bytes travel as frames on the port named ``PORTNAME``
 (``/sys/class/virtio-ports/*/name``): ``type (1 byte) id (4) length (4) payload``, type
 1 open, 2 data, 3 close. The host answers with data and close frames for the same id.
-It writes READYFILE once listening, and exits when the port closes.
+It writes READYFILE once listening, and runs until the VM ends.
 """
 
 from __future__ import annotations
@@ -59,11 +59,16 @@ class Forward:
         self.send(CLOSE, conn)
 
     def read_exact(self, n: int) -> bytes:
+        """``n`` bytes from the port. A virtio-serial port reads as end of file while its
+        host side is not connected, as it is for a moment after the hot-plug (the guest
+        learns of the connection later): that is waited out, never taken as the end. The
+        forwarder ends with its VM."""
         out = bytearray()
         while len(out) < n:
             chunk = os.read(self.fd, n - len(out))
             if not chunk:
-                raise EOFError
+                time.sleep(0.05)
+                continue
             out += chunk
         return bytes(out)
 
@@ -94,10 +99,7 @@ def main(port: int, name: str, ready: str) -> None:
     server.listen(64)
     Path(ready).write_text("ready\n")
     threading.Thread(target=_accept, args=(fwd, server), daemon=True).start()
-    try:
-        fwd.demux()
-    except EOFError:
-        pass
+    fwd.demux()
 
 
 def _accept(fwd: Forward, server: socket.socket) -> None:
