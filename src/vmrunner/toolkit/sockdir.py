@@ -1,7 +1,6 @@
 """Private directories for the toolkit's Unix sockets, recorded so that gc can reap them.
 
-A run's service socket (:mod:`.run`) and each VM's forward listener (:mod:`.tunnel`)
-live in a directory of their own under ``<system temp>/vmrunner-toolkit-<uid>`` (short:
+A run's service socket (:mod:`.run`) lives in a directory of its own under ``<system temp>/vmrunner-toolkit-<uid>`` (short:
 a socket name holds at most 108 bytes). Each is a record directory
 (:func:`vmrunner.vm.records.new_record_dir`, mode 0700) naming the process that owns it,
 so ``vmrunner gc`` removes those a killed run left behind and never a live one's.

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 from vmrunner.toolkit.guest_forward import CLOSE, DATA, HEADER, OPEN
-from vmrunner.toolkit.sockdir import new_socket_dir
 from vmrunner.vm.machine import ExecOptions
 
 GUEST_PORT = 40781
@@ -33,34 +31,21 @@ class TunnelError(Exception):
     """The forward could not be set up in the VM."""
 
 
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class Tunnel:
     """One VM's forward to the service socket ``target``."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
-        self.dir = new_socket_dir("tk").path  # recorded: gc reaps a killed run's
-        self.listen_path = self.dir / "port.sock"
         self.conns: dict[int, asyncio.StreamWriter] = {}
-        self._server: asyncio.Server | None = None
-        self._qemu: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def listen(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._qemu = loop.create_future()
-
-        def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            if self._qemu is not None and not self._qemu.done():
-                self._qemu.set_result((r, w))
-            else:
-                w.close()
-
-        self._server = await asyncio.start_unix_server(on_connect, path=str(self.listen_path))
-
-    async def serve(self) -> None:
-        """Carry frames until QEMU's side closes (the VM stopped)."""
-        assert self._qemu is not None
-        reader, writer = await asyncio.wait_for(self._qemu, 30)
+    async def serve(self, port: Streams) -> None:
+        """Carry frames over ``port`` (our end of the VM's port) until QEMU's side closes
+        (the VM stopped)."""
+        reader, writer = port
         try:
             while True:
                 kind, conn, size = HEADER.unpack(await reader.readexactly(HEADER.size))
@@ -105,38 +90,33 @@ class Tunnel:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._server is not None:
-            self._server.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def _hotplug(qmp: Any, tunnel: Tunnel, tag: str) -> None:
+async def _hotplug(qmp: Any, tag: str) -> Streams:
     """Hot-plug the port: its chardev is one end of a socket pair, handed to QEMU over QMP
-    (``getfd``), so QEMU -- possibly another user -- opens no path; the other end is the
-    connection :meth:`Tunnel.serve` carries."""
+    (``getfd``), so QEMU -- possibly another user -- opens no path; the other end, returned,
+    is the connection :meth:`Tunnel.serve` carries."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         qmp.send_fd_scm(theirs.fileno())
         await qmp.execute("getfd", {"fdname": f"tkfd{tag}"})
     finally:
         theirs.close()  # QEMU has its own copy
-    assert tunnel._qemu is not None
-    tunnel._qemu.set_result(await asyncio.open_unix_connection(sock=ours))
+    port = await asyncio.open_unix_connection(sock=ours)
     addr = {"type": "fd", "data": {"str": f"tkfd{tag}"}}
     backend = {"type": "socket", "data": {"addr": addr, "server": False}}
     await qmp.execute("chardev-add", {"id": f"tk{tag}", "backend": backend})
     await qmp.execute("device_add", {"driver": "virtserialport", "id": f"tkport{tag}",
                                      "chardev": f"tk{tag}", "name": PORT_NAME})  # fmt: skip
+    return port
 
 
 async def attach(guest: Any, target: Path, tag: str = "0") -> Tunnel:
     """Give ``guest`` (a running QEMU VM) its forward to ``target``; raises
     :class:`TunnelError` when the VM cannot take it."""
     tunnel = Tunnel(target)
-    await tunnel.listen()
     try:
-        await _hotplug(guest.qmp, tunnel, tag)
-        tunnel._spawn(tunnel.serve())
+        tunnel._spawn(tunnel.serve(await _hotplug(guest.qmp, tag)))
         script = Path(__file__).with_name("guest_forward.py").read_bytes()
         start = (f"cat > {GUEST_SCRIPT} && rm -f {READY} && (setsid python3 {GUEST_SCRIPT} "
                  f"{GUEST_PORT} {PORT_NAME} {READY} </dev/null >/dev/null 2>&1 &) && "
